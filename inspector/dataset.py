@@ -1,0 +1,159 @@
+"""Dataset tools: convert DeepPCB to YOLO format with our own held-out split.
+
+DeepPCB layout (see `../shared/datasets/deeppcb/README.md`): `trainval.txt` lists `<image stem> <annotation>`
+pairs; `<stem>_test.jpg` is the inspected 640x640 scan, `<stem>_temp.jpg` the defect-free template of the same
+region, and the annotation holds one defect a line, `x1 y1 x2 y2 type` (type 1..6) in pixels.
+
+Output layout (Ultralytics YOLO format):
+    OUT/images/{train,val}/<id>.jpg       inspected images
+    OUT/labels/{train,val}/<id>.txt       `class cx cy w h`, normalised to [0, 1]
+    OUT/templates/{train,val}/<id>.jpg    defect-free templates (for false-reject measurement, never trained on)
+    OUT/data.yaml                         Ultralytics dataset file (names, paths)
+    OUT/split.json                        which id went where, and the seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import yaml
+
+__all__ = ["DEEPPCB_NAMES", "DeepPCBPair", "import_deeppcb", "main", "read_deeppcb_annotation"]
+
+# DeepPCB type k is our class k-1.
+DEEPPCB_NAMES: dict[int, str] = {0: "open", 1: "short", 2: "mousebite", 3: "spur", 4: "copper", 5: "pin-hole"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeepPCBPair:
+    stem: str  # e.g. "20085000"
+    test_image: Path
+    template_image: Path
+    annotation: Path
+
+
+def read_deeppcb_annotation(path: Path) -> list[tuple[float, float, float, float, int]]:
+    """Parse one DeepPCB annotation file into `(x1, y1, x2, y2, class_id)` rows (class_id 0-based).
+
+    The dataset separates fields with spaces, and a few files use commas; both are accepted.
+    """
+    rows: list[tuple[float, float, float, float, int]] = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.replace(",", " ").split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            raise ValueError(f"{path}:{lineno}: expected 'x1 y1 x2 y2 type', got {line!r}")
+        x1, y1, x2, y2 = (float(v) for v in fields[:4])
+        kind = int(fields[4])
+        if kind not in range(1, 7):
+            raise ValueError(f"{path}:{lineno}: defect type must be 1..6, got {kind}")
+        rows.append((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2), kind - 1))
+    return rows
+
+
+def list_deeppcb_pairs(src: Path) -> list[DeepPCBPair]:
+    """Read `trainval.txt` (or `test.txt`) under `src` and resolve each pair's files."""
+    index = src / "trainval.txt"
+    if not index.exists():
+        index = src / "test.txt"
+    if not index.exists():
+        raise FileNotFoundError(f"{src}: no trainval.txt or test.txt: is this a DeepPCB folder?")
+    pairs = []
+    for lineno, line in enumerate(index.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            image_rel, ann_rel = line.split()
+        except ValueError:
+            raise ValueError(f"{index}:{lineno}: expected '<image> <annotation>', got {line!r}") from None
+        image = src / image_rel
+        stem = image.stem
+        pairs.append(
+            DeepPCBPair(
+                stem=stem,
+                test_image=image.with_name(f"{stem}_test.jpg"),
+                template_image=image.with_name(f"{stem}_temp.jpg"),
+                annotation=src / ann_rel,
+            )
+        )
+    return pairs
+
+
+def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0) -> dict[str, int]:
+    """Convert DeepPCB at `src` into a YOLO dataset at `out`. Returns counts per split.
+
+    The split is random by image with `seed` (reproducible), so the held-out images never reach training.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    pairs = list_deeppcb_pairs(src)
+    if not pairs:
+        raise ValueError(f"{src}: the index lists no image pairs")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(pairs) * val_fraction))
+    val_ids = {pairs[i].stem for i in order[:n_val]}
+
+    split_of: dict[str, list[str]] = {"train": [], "val": []}
+    counts = {"train": 0, "val": 0, "boxes": 0, "templates": 0}
+    for pair in pairs:
+        split = "val" if pair.stem in val_ids else "train"
+        image = cv2.imread(str(pair.test_image), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"{pair.test_image}: missing or not an image")
+        h, w = image.shape[:2]
+        boxes = read_deeppcb_annotation(pair.annotation)
+        for sub in ("images", "labels", "templates"):
+            (out / sub / split).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pair.test_image, out / "images" / split / f"{pair.stem}.jpg")
+        lines = [
+            f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+            for x1, y1, x2, y2, c in boxes
+        ]
+        (out / "labels" / split / f"{pair.stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        if pair.template_image.exists():
+            shutil.copyfile(pair.template_image, out / "templates" / split / f"{pair.stem}.jpg")
+            counts["templates"] += 1
+        split_of[split].append(pair.stem)
+        counts[split] += 1
+        counts["boxes"] += len(boxes)
+
+    data = {
+        "path": str(out.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": DEEPPCB_NAMES,
+        # Not an Ultralytics key: where our eval finds the defect-free parts of the held-out split.
+        "templates_val": "templates/val",
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (out / "split.json").write_text(
+        json.dumps({"source": str(src), "seed": seed, "val_fraction": val_fraction, **split_of}, indent=1)
+    )
+    return counts
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="inspector dataset", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("import-deeppcb", help="convert DeepPCB to YOLO format with a held-out split")
+    p.add_argument("src", type=Path, help="DeepPCB folder holding trainval.txt")
+    p.add_argument("out", type=Path, help="output folder (created)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    args = parser.parse_args(argv)
+    try:
+        counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed)
+    except (OSError, ValueError) as exc:
+        print(f"inspector dataset: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"out": str(args.out), **counts}))
+    return 0
