@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pick per-class thresholds for a target escape or false-reject rate",
     ),
     "plc-sim": ("inspector.plcsim", "a PLC stand-in: conveyor, triggers, reject gate, report"),
+    "hash-password": ("inspector.auth", "hash a dashboard password for the config's users section"),
 }
 
 
