@@ -1,0 +1,367 @@
+"""Pipeline speed against bare onnxruntime and Ultralytics, YOLOv8n ONNX at 320 and 640, in one run.
+
+    YOLO_OFFLINE=1 .venv/bin/python bench/pipeline.py [--sizes 320 640] [--rounds 3] [--json-out FILE]
+
+What is measured, each in a fresh subprocess (no thread pool or allocator state leaks between variants), the
+variants interleaved round by round so that a noisy neighbour on the shared machine hits them alike:
+- `bare`: `session.run` on pre-made input tensors, one session with onnxruntime's default options, batch 1 (what
+  a script calling onnxruntime directly gets). Its median time per run is "the median inference time".
+- `bare_parallel`: the same pre-made tensors on two single-thread sessions in two threads (the ceiling of the
+  throughput layout without any pre/postprocessing; shown for transparency, not a criterion).
+- `ultralytics`: `YOLO(onnx)(frame, imgsz=...)` looping over the same frames (decode excluded: frames in memory).
+- `pipeline`: `inspector bench` in throughput mode: the real pipeline (capture thread, bounded buffer, parallel
+  single-thread sessions, batching, letterbox, decode + NMS, decision, dispatch) over the same frames.
+- `latency`: `inspector bench --mode latency` as fast as it goes (its maximum rate), then `latency80`: the same
+  paced at 80 % of that rate, for the p99 capture-to-decision latency.
+The models are built from `yolov8n.yaml` (random weights: speed does not depend on training) and exported with
+Ultralytics (`dynamic=True` for batching, `simplify=True`) into `.cache/bench/`.
+Criteria (issue 4): pipeline fps >= 0.97 x bare and >= 1.2 x ultralytics, per size; latency80 p99 <= median
+inference (bare) + 5 ms. Ratios are taken per round and their median reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / ".cache" / "bench"
+DEFAULT_SOURCE = ROOT / "data" / "deeppcb" / "images" / "val"
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+def build_model(imgsz: int) -> Path:
+    """YOLOv8n from its yaml, exported to ONNX at `imgsz` with a dynamic batch axis (cached)."""
+    out = CACHE / f"yolov8n-{imgsz}.onnx"
+    if out.exists():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    cwd = os.getcwd()
+    os.chdir(CACHE)  # Ultralytics writes next to the "weights" (here: in the working directory)
+    try:
+        exported = Path(YOLO("yolov8n.yaml").export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True))
+        shutil.move(str(exported), out)
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+def frames_folder(source: Path | None) -> Path:
+    """The frames to run: `source`, the DeepPCB validation images, or 64 synthetic line scans written once."""
+    if source is not None:
+        return source
+    if DEFAULT_SOURCE.is_dir() and any(DEFAULT_SOURCE.iterdir()):
+        return DEFAULT_SOURCE
+    folder = CACHE / "frames"
+    if not folder.is_dir():
+        import cv2
+
+        from inspector.config import SyntheticConfig
+        from inspector.sim import SyntheticSource
+
+        folder.mkdir(parents=True)
+        sim = SyntheticSource(SyntheticConfig(), None)
+        sim.open()
+        for i in range(64):
+            item = sim.read()
+            assert item is not None
+            cv2.imwrite(str(folder / f"{i:03d}.png"), item[0])
+        sim.close()
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------ workers
+def _frames(source: Path, distinct: int) -> list[np.ndarray]:
+    from inspector.sources import load_frames
+
+    return load_frames(source, limit=distinct)
+
+
+def worker_bare(model: Path, source: Path, count: int, distinct: int, parallel: bool) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from inspector.detector import OnnxDetector
+
+    det = OnnxDetector(model, warmup=False, max_batch=1)
+    tensors = []
+    for img in _frames(source, distinct):  # pre-made: letterboxed once, outside the timing
+        prepared = det.preprocess([img])
+        tensors.append(prepared.tensor.copy())
+        prepared.release()
+    name = det.session.get_inputs()[0].name
+
+    def session(threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+    if not parallel:
+        sess = session(0)
+        for t in tensors[:5]:
+            sess.run(None, {name: t})
+        times = []
+        start = time.perf_counter()
+        for i in range(count):
+            t0 = time.perf_counter()
+            sess.run(None, {name: tensors[i % len(tensors)]})
+            times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - start
+        return {"fps": count / elapsed, "median_run_ms": statistics.median(times) * 1e3, "elapsed_s": elapsed}
+    sessions = [session(1), session(1)]
+    for s in sessions:
+        for t in tensors[:3]:
+            s.run(None, {name: t})
+
+    def loop(sess: ort.InferenceSession, k: int, offset: int) -> None:
+        for i in range(k):
+            sess.run(None, {name: tensors[(offset + 2 * i) % len(tensors)]})
+
+    threads = [threading.Thread(target=loop, args=(s, count // 2, j)) for j, s in enumerate(sessions)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - start
+    return {"fps": 2 * (count // 2) / elapsed, "elapsed_s": elapsed}
+
+
+def worker_gil(model: Path, seconds: float = 2.0) -> dict[str, Any]:
+    """Does `session.run` release the GIL? A pure-Python counting loop in a second thread, alone and then while a
+    single-thread session runs back to back on the other core: the ratio of its speeds (1.0: fully released)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(0).random((1, 3, *_static_hw(inp.shape, model)), np.float32)
+    sess.run(None, {inp.name: x})
+
+    def count_for(duration: float, busy: bool) -> float:
+        stop = threading.Event()
+        counter = [0]
+
+        def spin() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+            counter[0] = n
+
+        thread = threading.Thread(target=spin)
+        start = time.perf_counter()
+        thread.start()
+        while time.perf_counter() - start < duration:
+            if busy:
+                sess.run(None, {inp.name: x})
+            else:
+                time.sleep(0.01)
+        stop.set()
+        thread.join()
+        return counter[0] / (time.perf_counter() - start)
+
+    alone = count_for(seconds, busy=False)
+    during = count_for(seconds, busy=True)
+    return {"python_thread_speed_during_run": round(during / alone, 3)}
+
+
+def _static_hw(shape: list[Any], model: Path) -> tuple[int, int]:
+    """(h, w) of the model input; dynamic axes take the imgsz from Ultralytics' metadata."""
+    if isinstance(shape[2], int) and isinstance(shape[3], int):
+        return shape[2], shape[3]
+    from inspector.detector import OnnxDetector
+
+    return OnnxDetector(model, warmup=False).imgsz
+
+
+def worker_ultralytics(model: Path, source: Path, count: int, distinct: int, imgsz: int) -> dict[str, Any]:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    frames = _frames(source, distinct)
+    yolo = YOLO(str(model), task="detect")
+    for img in frames[:5]:
+        yolo(img, imgsz=imgsz, verbose=False)
+    start = time.perf_counter()
+    for i in range(count):
+        yolo(frames[i % len(frames)], imgsz=imgsz, verbose=False)
+    elapsed = time.perf_counter() - start
+    return {"fps": count / elapsed, "elapsed_s": elapsed}
+
+
+def worker_pipeline(model: Path, source: Path, count: int, distinct: int, mode: str, rate: float | None):
+    from inspector.bench_cli import run_bench
+
+    result = run_bench(model, _frames(source, distinct), count=count, mode=mode, rate=rate)  # type: ignore[arg-type]
+    return {k: result[k] for k in ("fps", "latency_ms", "stage_ms", "sessions", "threads", "max_batch", "failsafe")}
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    model, source = Path(args.model), Path(args.source)
+    if args.worker == "gil":
+        out = worker_gil(model)
+    elif args.worker in {"bare", "bare_parallel"}:
+        out = worker_bare(model, source, args.count, args.distinct, args.worker == "bare_parallel")
+    elif args.worker == "ultralytics":
+        out = worker_ultralytics(model, source, args.count, args.distinct, args.imgsz)
+    else:
+        mode = "throughput" if args.worker == "pipeline" else "latency"
+        out = worker_pipeline(model, source, args.count, args.distinct, mode, args.rate)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def spawn(variant: str, model: Path, source: Path, count: int, distinct: int, imgsz: int, rate: float | None = None):
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--model",
+        str(model),
+        "--source",
+        str(source),
+        "--count",
+        str(count),
+        "--distinct",
+        str(distinct),
+        "--imgsz",
+        str(imgsz),
+    ]
+    if rate:
+        cmd += ["--rate", f"{rate:.3f}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "YOLO_OFFLINE": "1"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{variant} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--source", type=Path, help="folder of images (default: DeepPCB val, else synthetic)")
+    parser.add_argument("--distinct", type=int, default=100, help="distinct frames held in memory")
+    parser.add_argument("--seconds", type=float, default=8.0, help="rough length of each measurement")
+    parser.add_argument("--json-out", type=Path, help="write all figures here")
+    # worker mode (internal)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--imgsz", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args)
+        return 0
+
+    source = frames_folder(args.source)
+    import onnxruntime
+
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)),
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "source": str(source),
+        "distinct_frames": args.distinct,
+        "sizes": {},
+    }
+    ok = True
+    for imgsz in args.sizes:
+        model = build_model(imgsz)
+        # Frame counts sized so each measurement takes about --seconds at the rates DESIGN.md measured.
+        base = {320: 80.0, 640: 20.0}.get(imgsz, 80.0 * (320 / imgsz) ** 2)
+        n = max(40, int(base * args.seconds))
+        gil = spawn("gil", model, source, 0, 1, imgsz)
+        print(
+            f"{imgsz}: a Python thread runs at {gil['python_thread_speed_during_run']:.2f} x its own speed "
+            "while a single-thread session.run loops (1.0 = the GIL is released)",
+            flush=True,
+        )
+        rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            row: dict[str, Any] = {}
+            for variant in ("bare", "bare_parallel", "ultralytics", "pipeline", "latency"):
+                count = n // 2 if variant == "ultralytics" else n
+                row[variant] = spawn(variant, model, source, count, args.distinct, imgsz)
+            rate = 0.8 * row["latency"]["fps"]
+            row["latency80"] = spawn(
+                "latency", model, source, max(40, int(rate * args.seconds)), args.distinct, imgsz, rate
+            )
+            row["latency80"]["rate"] = rate
+            rounds.append(row)
+            print(
+                f"{imgsz} round {r + 1}: bare {row['bare']['fps']:.1f} (run {row['bare']['median_run_ms']:.2f} ms), "
+                f"bare_parallel {row['bare_parallel']['fps']:.1f}, ultralytics {row['ultralytics']['fps']:.1f}, "
+                f"pipeline {row['pipeline']['fps']:.1f}, latency {row['latency']['fps']:.1f}, "
+                f"latency80 p99 {row['latency80']['latency_ms']['p99']:.2f} ms at {rate:.1f}/s",
+                flush=True,
+            )
+        summary = summarise(rounds)
+        ok &= summary["pass"]
+        summary["gil_python_thread_speed"] = gil["python_thread_speed_during_run"]
+        report["sizes"][str(imgsz)] = {"frames": n, "rounds": rounds, "summary": summary}
+        print(json.dumps({str(imgsz): summary}, indent=1), flush=True)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=1))
+    print("ALL CRITERIA MET" if ok else "SOME CRITERIA NOT MET")
+    return 0 if ok else 1
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds, per-round ratios, and the three criteria."""
+
+    def med(key: str, field: str = "fps") -> float:
+        return round(statistics.median(r[key][field] for r in rounds), 2)
+
+    vs_bare = [r["pipeline"]["fps"] / r["bare"]["fps"] for r in rounds]
+    vs_ultra = [r["pipeline"]["fps"] / r["ultralytics"]["fps"] for r in rounds]
+    lat_ok = [r["latency80"]["latency_ms"]["p99"] <= r["bare"]["median_run_ms"] + 5.0 for r in rounds]
+    out = {
+        "fps": {k: med(k) for k in ("bare", "bare_parallel", "ultralytics", "pipeline", "latency")},
+        "median_inference_ms": med("bare", "median_run_ms"),
+        "pipeline_vs_bare": round(statistics.median(vs_bare), 3),
+        "pipeline_vs_ultralytics": round(statistics.median(vs_ultra), 3),
+        "latency80": {
+            "rate": round(statistics.median(r["latency80"]["rate"] for r in rounds), 1),
+            "p50_ms": round(statistics.median(r["latency80"]["latency_ms"]["p50"] for r in rounds), 2),
+            "p99_ms": round(statistics.median(r["latency80"]["latency_ms"]["p99"] for r in rounds), 2),
+            "failsafe": sum(r["latency80"]["failsafe"] for r in rounds),
+            "rounds_within": f"{sum(lat_ok)}/{len(rounds)}",
+        },
+        "pipeline_layout": {k: rounds[0]["pipeline"][k] for k in ("sessions", "threads", "max_batch")},
+    }
+    out["criteria"] = {
+        "pipeline >= 0.97 x bare": out["pipeline_vs_bare"] >= 0.97,
+        "pipeline >= 1.2 x ultralytics": out["pipeline_vs_ultralytics"] >= 1.2,
+        "latency80 p99 <= median inference + 5 ms": out["latency80"]["p99_ms"] <= out["median_inference_ms"] + 5.0,
+    }
+    out["pass"] = all(out["criteria"].values())
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
