@@ -445,8 +445,9 @@ class OnnxDetector:
             raise ModelError(f"{self.path}: output {out.name!r} has shape {shape}; a detector's output is 3-D")
         _, d1, d2 = shape
         nc = self.nc
+        # Ultralytics' own rule: the graph holds NMS when exported end-to-end or with `nms=True`.
         e2e_meta = bool(self.metadata.get("end2end")) or (
-            isinstance(self.metadata.get("args"), dict) and self.metadata["args"].get("nms") is False
+            isinstance(self.metadata.get("args"), dict) and self.metadata["args"].get("nms") is True
         )
         candidates = []
         if d1 == 4 + nc:
