@@ -1,0 +1,508 @@
+"""`inspector plc-sim`: a PLC stand-in for commissioning, tests and the demo.
+
+A conveyor carries parts past the camera at `rate` parts a second; each part reaches the reject gate `gate_ms`
+after it passed the camera. At the gate the simulator rejects the part when the inspector answered
+`reject: true` on the `reject` topic, and also when no answer has arrived (a PLC must fail safe). An answer that
+arrives after its part went through the gate is a late answer and changes nothing.
+
+Two ways to know the parts:
+- `--trigger`: the simulator is the line master. It numbers the parts, publishes each id on `cmd/trigger` when
+  the part is under the camera, and times the gate itself.
+- free-run (default): the inspector's camera numbers the parts; the simulator learns them from the answers
+  (`reject` carries the gate time `gate_ts`) and counts ids skipped in the sequence as missing answers.
+
+Where the inspector knows the truth (the synthetic line, a labelled folder) its `verdict` carries `truth`;
+the simulator then also counts escapes (defective parts that went through) and false rejects (good parts
+rejected, including those rejected for want of an answer).
+
+    inspector plc-sim --mqtt mqtt://127.0.0.1:1883 --line line1 --camera cam0 --rate 10 --gate-ms 1500 \
+        --trigger --parts 400 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from inspector.config import TlsConfig
+from inspector.plc import MAX_PART_ID, Topics, new_client, parse_mqtt_url, redact_url
+
+__all__ = ["PlcSimulator", "SimReport", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimReport:
+    """What the PLC saw at the gate.
+
+    parts: parts that reached the gate. rejected = rejected_on_answer + rejected_missing; passed the rest.
+    missing_answers: parts with no answer at their gate (rejected, fail safe). late_answers: answers that came
+    after their part's gate. duplicates: repeated answers (QoS 1), ignored. unexpected: answers for ids the
+    simulator never sent (triggered mode). truth_known: parts whose verdict carried `truth`; escapes and
+    false_rejects count among those.
+    """
+
+    parts: int = 0
+    passed: int = 0
+    rejected: int = 0
+    rejected_on_answer: int = 0
+    rejected_missing: int = 0
+    missing_answers: int = 0
+    late_answers: int = 0
+    duplicates: int = 0
+    unexpected: int = 0
+    truth_known: int = 0
+    defective: int = 0
+    escapes: int = 0
+    false_rejects: int = 0
+    protocol: str = ""
+    missing_ids: list[int] = field(default_factory=list)
+    escape_ids: list[int] = field(default_factory=list)
+    false_reject_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """Human-readable lines for the terminal."""
+        lines = [
+            f"parts {self.parts}: passed {self.passed}, rejected {self.rejected} "
+            f"({self.rejected_on_answer} on answer, {self.rejected_missing} for a missing answer)",
+            f"missing answers {self.missing_answers}, late answers {self.late_answers}, "
+            f"duplicates {self.duplicates}, unexpected {self.unexpected}",
+        ]
+        if self.truth_known:
+            lines.append(
+                f"truth known for {self.truth_known} parts ({self.defective} defective): "
+                f"escapes {self.escapes}, false rejects {self.false_rejects}"
+            )
+        else:
+            lines.append("truth unknown: no escape / false-reject count")
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Part:
+    part_id: int
+    gate_mono: float
+    answer: bool | None = None  # reject flag of the first answer in time
+    answered_late: bool = False
+    gated: bool = False
+    rejected: bool = False
+    missing: bool = False
+    scored: bool = False  # escape / false reject counted
+
+
+class PlcSimulator:
+    """The conveyor, gate and report; usable as a library (`start()`, `wait()`, `stop()`, `report()`).
+
+    url: the broker. line / camera / prefix: which inspector to talk to (its topics).
+    rate: parts a second on the conveyor. gate_ms: camera to reject gate.
+    trigger: publish `cmd/trigger` for every part (line master) instead of following the inspector's ids.
+    parts: stop after this many parts reached the gate (None: until `stop()`).
+    first_id: the first part id in triggered mode.
+    grace_s: after the last gate, how long to keep listening for late answers and truth.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        line: str = "line1",
+        camera: str = "cam0",
+        prefix: str = "inspector",
+        rate: float = 5.0,
+        gate_ms: float = 2000.0,
+        trigger: bool = False,
+        parts: int | None = None,
+        first_id: int = 0,
+        protocol: str = "auto",
+        qos: int = 1,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TlsConfig | None = None,
+        client_id: str | None = None,
+        grace_s: float = 1.0,
+        connect_timeout_s: float = 15.0,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0 parts a second")
+        if gate_ms <= 0:
+            raise ValueError("gate_ms must be > 0")
+        if parts is not None and parts < 1:
+            raise ValueError("parts must be >= 1")
+        if not 0 <= first_id <= MAX_PART_ID:
+            raise ValueError(f"first_id must be in 0..{MAX_PART_ID}")
+        self.url = url
+        self.topics = Topics.of(prefix, line, camera)
+        self.rate = rate
+        self.gate_s = gate_ms / 1000.0
+        self.trigger = trigger
+        self.parts = parts
+        self.first_id = first_id
+        self.protocol = protocol
+        self.qos = qos
+        self.username = username
+        self._password = password
+        self.tls = tls
+        self.client_id = client_id or f"plcsim-{line}-{camera}-{os.getpid()}"
+        self.grace_s = grace_s
+        self.connect_timeout_s = connect_timeout_s
+
+        self._lock = threading.Lock()
+        self._parts: dict[int, _Part] = {}
+        self._gates: list[tuple[float, int]] = []  # heap of (gate time, part id)
+        self._truth: dict[int, bool] = {}
+        self._seen_answers: set[tuple[int, int]] = set()  # (part_id, seq) of reject answers
+        self._report = SimReport()
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_id = first_id
+        self._first_seen: int | None = None
+        self._max_seen: int | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (MQTT 5, or 3.1.1 when refused and `protocol` is auto), subscribe, start the conveyor."""
+        protocols = ["5", "3.1.1"] if self.protocol == "auto" else [self.protocol]
+        last_error = ""
+        for proto in protocols:
+            if self._connect(proto):
+                self._report.protocol = proto
+                break
+            last_error = self._refused or "no answer"
+        else:
+            raise ConnectionError(f"cannot connect to {redact_url(self.url)}: {last_error}")
+        self._thread = threading.Thread(target=self._run, name="plcsim", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until the requested parts went through the gate (plus grace); True when done."""
+        return self._done.wait(timeout_s)
+
+    def stop(self) -> SimReport:
+        """Stop the conveyor and disconnect; returns the report."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        return self.report()
+
+    def run(self, timeout_s: float | None = None) -> SimReport:
+        """start(), wait(timeout_s), stop()."""
+        self.start()
+        try:
+            self.wait(timeout_s)
+        finally:
+            report = self.stop()
+        return report
+
+    def report(self) -> SimReport:
+        """A copy of the counters so far."""
+        with self._lock:
+            r = self._report
+            return SimReport(
+                **{
+                    **asdict(r),
+                    "missing_ids": list(r.missing_ids),
+                    "escape_ids": list(r.escape_ids),
+                    "false_reject_ids": list(r.false_reject_ids),
+                }
+            )
+
+    def __enter__(self) -> PlcSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- MQTT ---------------------------------------------------------------------------------------------------
+
+    def _connect(self, protocol: str) -> bool:
+        client = new_client(
+            protocol="5" if protocol == "5" else "3.1.1",
+            client_id=self.client_id,
+            address=parse_mqtt_url(self.url),
+            username=self.username,
+            password=self._password,
+            tls=self.tls,
+        )
+        client.reconnect_delay_set(1, 5)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._refused = None
+        self._connected.clear()
+        address = parse_mqtt_url(self.url)
+        client.connect_async(address.host, address.port, keepalive=10)
+        client.loop_start()
+        self._client = client
+        deadline = time.monotonic() + self.connect_timeout_s
+        # amqtt answers an MQTT 5 CONNECT with silence: give 5 a few seconds only when 3.1.1 is the fall-back.
+        if protocol == "5" and self.protocol == "auto":
+            deadline = time.monotonic() + min(self.connect_timeout_s, 6.0)
+        while time.monotonic() < deadline and not self._connected.is_set() and self._refused is None:
+            time.sleep(0.02)
+        if self._connected.is_set():
+            return True
+        client.disconnect()
+        client.loop_stop()
+        self._client = None
+        return False
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+            return
+        client.subscribe([(self.topics.reject, self.qos), (self.topics.verdict, self.qos)])
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
+        # Only now can no answer slip past us: the broker routes to a subscription once it acknowledged it.
+        self._connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        try:
+            data = json.loads(msg.payload)
+            part_id = int(data["part_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("plc-sim: unreadable message on %s", msg.topic)
+            return
+        if msg.topic == self.topics.verdict:
+            truth = data.get("truth")
+            if isinstance(truth, bool):
+                with self._lock:
+                    self._truth[part_id] = truth
+                    self._score_truth(part_id)
+            return
+        reject = bool(data.get("reject", True))
+        gate_ts = data.get("gate_ts")
+        seq = int(data.get("seq", 0) or 0)
+        with self._lock:
+            if (part_id, seq) in self._seen_answers:
+                self._report.duplicates += 1
+                return
+            self._seen_answers.add((part_id, seq))
+            part = self._parts.get(part_id)
+            if part is None:
+                if self.trigger:
+                    self._report.unexpected += 1
+                    return
+                part = self._follow(part_id, gate_ts, now)
+                if part is None:
+                    return
+            if part.gated:
+                part.answered_late = True
+                self._report.late_answers += 1
+            elif part.answer is None:
+                part.answer = reject
+
+    def _follow(self, part_id: int, gate_ts: Any, now: float) -> _Part | None:
+        """Free-run: a new id from the inspector. Its gate is `gate_ts`; ids it skipped share that gate.
+
+        Ids below the first one seen belong to parts from before the simulator started: ignored.
+        """
+        if self._first_seen is not None and part_id < self._first_seen:
+            return None
+        # gate_ts is the inspector's wall clock; a missing one (no deadline) falls back to our own gate time.
+        gate = now + (float(gate_ts) - time.time()) if isinstance(gate_ts, int | float) else now + self.gate_s
+        if self._first_seen is None:
+            self._first_seen = self._max_seen = part_id
+        assert self._max_seen is not None
+        for pid in range(min(self._max_seen + 1, part_id), part_id + 1):
+            if pid not in self._parts and (self.parts is None or len(self._parts) < self.parts):
+                self._add_part(pid, gate)
+        self._max_seen = max(self._max_seen, part_id)
+        # An answer that arrives after its gate (delayed in transit): the gate acts first, the answer is late.
+        self._open_gates_locked(now)
+        return self._parts.get(part_id)
+
+    def _add_part(self, part_id: int, gate: float) -> None:
+        self._parts[part_id] = _Part(part_id, gate)
+        heapq.heappush(self._gates, (gate, part_id))
+
+    # -- the conveyor -------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate
+        t0 = time.monotonic()
+        triggered = 0
+        last_gate = None
+        assert self._client is not None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self.trigger and (self.parts is None or triggered < self.parts):
+                due = t0 + triggered * period
+                if now >= due:
+                    part_id = self._next_id
+                    self._next_id += 1
+                    triggered += 1
+                    with self._lock:
+                        self._add_part(part_id, due + self.gate_s)
+                    self._client.publish(self.topics.command("trigger"), json.dumps({"part_id": part_id}), qos=1)
+                    continue
+            self._open_gates(now)
+            with self._lock:
+                finished = self.parts is not None and self._report.parts >= self.parts
+                next_gate = self._gates[0][0] if self._gates else None
+            if finished:
+                last_gate = last_gate or now
+                if now - last_gate >= self.grace_s:
+                    self._done.set()
+                    # Keep counting late answers until stop(); nothing else to do.
+                    self._stop.wait(0.1)
+                    continue
+            wake = [now + 0.05]
+            if next_gate is not None:
+                wake.append(next_gate)
+            if self.trigger and (self.parts is None or triggered < self.parts):
+                wake.append(t0 + triggered * period)
+            self._stop.wait(max(0.0, min(wake) - time.monotonic()))
+
+    def _open_gates(self, now: float) -> None:
+        with self._lock:
+            self._open_gates_locked(now)
+
+    def _open_gates_locked(self, now: float) -> None:
+        """Gate every part whose gate time has come (lock held): reject on a reject answer or no answer."""
+        while self._gates and self._gates[0][0] <= now:
+            _, part_id = heapq.heappop(self._gates)
+            part = self._parts[part_id]
+            if part.gated:
+                continue
+            part.gated = True
+            r = self._report
+            r.parts += 1
+            if part.answer is None:
+                part.missing = part.rejected = True
+                r.missing_answers += 1
+                r.rejected_missing += 1
+                r.missing_ids.append(part_id)
+            elif part.answer:
+                part.rejected = True
+                r.rejected_on_answer += 1
+            if part.rejected:
+                r.rejected += 1
+            else:
+                r.passed += 1
+            self._score_truth(part_id)
+
+    def _score_truth(self, part_id: int) -> None:
+        """Count escape / false reject once both the gate action and the truth are known (lock held)."""
+        part = self._parts.get(part_id)
+        truth = self._truth.get(part_id)
+        if part is None or truth is None or not part.gated or part.scored:
+            return
+        part.scored = True
+        r = self._report
+        r.truth_known += 1
+        r.defective += int(truth)
+        if truth and not part.rejected:
+            r.escapes += 1
+            r.escape_ids.append(part_id)
+        elif not truth and part.rejected:
+            r.false_rejects += 1
+            r.false_reject_ids.append(part_id)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inspector plc-sim", description=__doc__.split("\n\n")[0])
+    p.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port or mqtts://host:port")
+    p.add_argument("--line", default="line1")
+    p.add_argument("--camera", default="cam0")
+    p.add_argument("--prefix", default="inspector", help="topic prefix (default: inspector)")
+    p.add_argument("--rate", type=float, default=5.0, help="parts a second on the conveyor (default 5)")
+    p.add_argument("--gate-ms", type=float, default=2000.0, help="camera to reject gate in ms (default 2000)")
+    p.add_argument("--trigger", action="store_true", help="publish cmd/trigger for every part (line master)")
+    p.add_argument("--parts", type=int, default=None, help="stop after N parts reached the gate")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds at most")
+    p.add_argument("--first-id", type=int, default=0, help="first part id in triggered mode")
+    p.add_argument("--protocol", choices=["auto", "5", "3.1.1"], default="auto")
+    p.add_argument("--username", default=None)
+    p.add_argument(
+        "--password-env",
+        default="INSPECTOR_PLCSIM_PASSWORD",
+        metavar="VAR",
+        help="environment variable holding the password (never on the command line)",
+    )
+    p.add_argument("--ca-file", default=None)
+    p.add_argument("--cert-file", default=None)
+    p.add_argument("--key-file", default=None)
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="give up when the broker does not answer within S seconds (default 15)",
+    )
+    p.add_argument("--grace", type=float, default=1.0, metavar="S", help="listen S seconds after the last gate")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator until --parts / --duration / Ctrl-C and print the report. Exit 0, or 1 on no broker."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tls = None
+    if args.ca_file or args.cert_file or args.key_file:
+        tls = TlsConfig(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+    sim = PlcSimulator(
+        args.mqtt,
+        line=args.line,
+        camera=args.camera,
+        prefix=args.prefix,
+        rate=args.rate,
+        gate_ms=args.gate_ms,
+        trigger=args.trigger,
+        parts=args.parts,
+        first_id=args.first_id,
+        protocol=args.protocol,
+        username=args.username,
+        password=os.environ.get(args.password_env),
+        tls=tls,
+        grace_s=args.grace,
+        connect_timeout_s=args.connect_timeout,
+    )
+    try:
+        sim.start()
+    except (ConnectionError, OSError, ValueError) as exc:
+        print(f"plc-sim: {exc}", file=sys.stderr)
+        return 1
+    # SIGTERM (systemd, docker stop) ends the run like Ctrl-C: with a report.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.wait(args.duration)
+    report = sim.stop()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.summary())
+    return 0

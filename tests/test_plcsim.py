@@ -1,0 +1,296 @@
+"""The PLC simulator against a real Mosquitto and a fake inspector (a `PlcLink` answering as planned):
+its report must match what the fake inspector was told to do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from inspector.broker import EmbeddedBroker
+from inspector.plc import PlcLink
+from inspector.plcsim import PlcSimulator, SimReport
+from tests.mqtt_helpers import WAIT_S, FakeInspector, Plan, Publisher, amqtt_broker, mosquitto, mqtt_config
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with mosquitto(tmp_path) as b:
+        yield b
+
+
+MakeInspector = Callable[..., FakeInspector]
+
+
+@pytest.fixture
+def inspector(broker: EmbeddedBroker) -> Iterator[MakeInspector]:
+    """make(plans, gate_s, camera="cam0"): a fake inspector behind a started `PlcLink`."""
+    made: list[tuple[FakeInspector, PlcLink]] = []
+
+    def make(plans: dict[int, Plan], gate_s: float, camera: str = "cam0", url: str | None = None) -> FakeInspector:
+        fake = FakeInspector(gate_s=gate_s, plans=plans)
+        link = PlcLink(mqtt_config(url or broker.url), camera, commands=fake)
+        fake.link = link
+        link.start()
+        assert link.wait_connected(WAIT_S)
+        made.append((fake, link))
+        return fake
+
+    yield make
+    for fake, link in made:
+        fake.close()
+        link.stop(timeout_s=1.0)
+
+
+def test_triggered_report_matches_the_truth(broker: EmbeddedBroker, inspector: MakeInspector) -> None:
+    gate_s = 1.5
+    defective = {0, 5, 10, 15, 20, 25}
+    plans = {i: Plan(reject=i in defective, truth=i in defective) for i in range(30)}
+    plans[10] = Plan(reject=False, truth=True)  # an escape: a defective part passed
+    plans[7] = Plan(reject=True, truth=False)  # a false reject
+    plans[13] = Plan(skip=True)  # never answered: rejected at the gate, truth unknown
+    plans[3] = Plan(delay_s=gate_s + 0.6, truth=False)  # answered after its gate: late, rejected meanwhile
+    plans[21] = Plan(twice=True)  # a QoS 1 duplicate
+    fake = inspector(plans, gate_s)
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=gate_s * 1000, trigger=True, parts=30, grace_s=1.5)
+    report = sim.run(timeout_s=60)
+    assert fake.triggers[:30] == list(range(30))
+    assert report == SimReport(
+        parts=30,
+        passed=22,
+        rejected=8,
+        rejected_on_answer=6,  # 0, 5, 15, 20, 25 and the false reject 7
+        rejected_missing=2,
+        missing_answers=2,
+        late_answers=1,
+        duplicates=1,
+        unexpected=0,
+        truth_known=29,
+        defective=6,
+        escapes=1,
+        false_rejects=2,  # 7, and 3 (good, but rejected for its late answer)
+        protocol="5",
+        missing_ids=[3, 13],
+        escape_ids=[10],
+        false_reject_ids=[7, 3],
+    )
+
+
+def test_free_run_follows_the_inspector_ids(broker: EmbeddedBroker, inspector: MakeInspector) -> None:
+    """Without --trigger the camera numbers the parts; ids skipped in the sequence are missing answers."""
+    plans = {i: Plan(reject=i % 4 == 0, truth=i % 4 == 0) for i in range(100, 120)}
+    plans[105] = plans[106] = Plan(skip=True)
+    fake = inspector(plans, 1.0)
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, parts=20, grace_s=0.5)
+    sim.start()
+    try:
+        for i in range(100, 125):  # more parts than asked for: the simulator counts 20
+            fake.answer(i)
+            time.sleep(0.05)
+        assert sim.wait(30)
+    finally:
+        report = sim.stop()
+    assert report.parts == 20
+    assert report.missing_ids == [105, 106] and report.missing_answers == 2
+    rejected_on_answer = [i for i in range(100, 120) if i % 4 == 0 and i not in (105, 106)]
+    assert report.rejected_on_answer == len(rejected_on_answer)
+    assert report.rejected == report.rejected_on_answer + 2 and report.passed == 20 - report.rejected
+    assert report.truth_known == 18 and report.escapes == 0 and report.false_rejects == 0
+    assert report.unexpected == 0 and report.late_answers == 0
+
+
+def test_free_run_ignores_parts_before_it_joined(broker: EmbeddedBroker, inspector: MakeInspector) -> None:
+    fake = inspector({}, 1.0)
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, parts=3, grace_s=0.2)
+    sim.start()
+    try:
+        for i in (50, 49, 51, 52):  # 49 arrives out of order, from before the first id seen
+            fake.answer(i)
+        assert sim.wait(30)
+    finally:
+        report = sim.stop()
+    assert report.parts == 3 and report.passed == 3 and report.missing_answers == 0
+
+
+def test_free_run_answer_after_its_gate_is_late(broker: EmbeddedBroker) -> None:
+    """An answer delayed in transit past its `gate_ts` (e.g. a 3.1.1 broker without expiry) does not count: the
+    part was rejected at the gate for want of an answer."""
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, parts=2, grace_s=0.2)
+    sim.start()
+    try:
+        plc_side = Publisher(broker.url)
+        try:
+            now = time.time()
+            plc_side.send(
+                "inspector/line1/cam0/reject",
+                json.dumps(
+                    {"part_id": 7, "reject": False, "reason": "", "gate_ts": now - 1.0, "seq": 7, "ts": now - 1.5}
+                ),
+            )
+            plc_side.send(
+                "inspector/line1/cam0/reject",
+                json.dumps({"part_id": 8, "reject": False, "reason": "", "gate_ts": now + 0.3, "seq": 8, "ts": now}),
+            )
+        finally:
+            plc_side.close()
+        assert sim.wait(30)
+    finally:
+        report = sim.stop()
+    assert (report.parts, report.passed, report.missing_ids, report.late_answers) == (2, 1, [7], 1)
+
+
+def test_triggered_answers_for_unknown_parts_are_counted(broker: EmbeddedBroker, inspector: MakeInspector) -> None:
+    fake = inspector({}, 2.0)
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, trigger=True, parts=3, first_id=1000, grace_s=0.3)
+    sim.start()
+    try:
+        fake.answer(5)  # not a part the simulator put on the conveyor
+        assert sim.wait(30)
+    finally:
+        report = sim.stop()
+    assert fake.triggers == [1000, 1001, 1002]
+    assert report.parts == 3 and report.passed == 3 and report.unexpected == 1
+
+
+def test_plc_sim_command_line(broker: EmbeddedBroker, inspector: MakeInspector) -> None:
+    plans = {i: Plan(reject=i == 2, truth=i == 2) for i in range(8)}
+    plans[6] = Plan(skip=True)
+    inspector(plans, 1.5, camera="camX")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inspector",
+            "plc-sim",
+            "--mqtt",
+            broker.url,
+            "--line",
+            "line1",
+            "--camera",
+            "camX",
+            "--rate",
+            "20",
+            "--gate-ms",
+            "1500",
+            "--trigger",
+            "--parts",
+            "8",
+            "--grace",
+            "0.3",
+            "--json",
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["parts"] == 8 and report["rejected"] == 2 and report["missing_ids"] == [6]
+    assert report["truth_known"] == 7 and report["escapes"] == 0 and report["false_rejects"] == 0
+
+
+def test_plc_sim_command_line_without_a_broker() -> None:
+    from inspector.broker import free_port
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inspector",
+            "plc-sim",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{free_port()}",
+            "--parts",
+            "1",
+            "--connect-timeout",
+            "1",
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "cannot connect" in result.stderr
+
+
+def test_simulator_over_mqtt_311(tmp_path: Path) -> None:
+    """Against amqtt both sides speak 3.1.1: no message expiry, the simulator still gates on time."""
+    with amqtt_broker(tmp_path) as b:
+        fake = FakeInspector(gate_s=2.0, plans={1: Plan(reject=True, truth=True)})
+        # The link's own fall-back is tested in test_plc; here the simulator must find 3.1.1 by itself.
+        link = PlcLink(mqtt_config(b.url, protocol="3.1.1"), "cam0", commands=fake)
+        fake.link = link
+        link.start()
+        try:
+            assert link.wait_connected(WAIT_S)
+            sim = PlcSimulator(b.url, rate=10, gate_ms=2000, trigger=True, parts=4, grace_s=0.3)
+            report = sim.run(timeout_s=60)
+        finally:
+            fake.close()
+            link.stop(timeout_s=1.0)
+    assert report.protocol == "3.1.1" and link.info()["protocol"] == "3.1.1"
+    assert report.parts == 4 and report.rejected == 1 and report.missing_answers == 0 and report.truth_known == 4
+
+
+def test_simulator_validates_its_arguments() -> None:
+    for kwargs in ({"rate": 0}, {"gate_ms": -1}, {"parts": 0}, {"first_id": -1}, {"camera": "a/b"}):
+        with pytest.raises(ValueError):
+            PlcSimulator("mqtt://127.0.0.1:1", **kwargs)  # type: ignore[arg-type]
+
+
+def test_report_matches_the_truth_with_the_real_pipeline(broker: EmbeddedBroker, yolo11n_onnx: Path) -> None:
+    """The real pipeline (synthetic PCB line, a small test model) with the link as its sink, the simulator
+    following it: the simulator's escapes and false rejects are exactly those of the verdicts against the truth.
+    (The command-line version, `inspector plc-sim` against `inspector run`, waits for `inspector run` to start the
+    link from the config's `mqtt` section.)"""
+    from inspector.config import CameraConfig, LineConfig, ModelConfig, PipelineConfig, SyntheticConfig
+    from inspector.line import build_line
+    from inspector.sim import SyntheticSource
+    from tests.mqtt_helpers import Recorder
+
+    parts = 24
+    synthetic = SyntheticConfig(seed=7, defect_rate=0.5, size=320)
+    config = LineConfig(
+        camera=CameraConfig(id="camP", synthetic=synthetic),
+        model=ModelConfig(path=yolo11n_onnx, conf=0.05),
+        pipeline=PipelineConfig(gate_ms=3000.0),
+    )
+    line = build_line(config, source=SyntheticSource(synthetic, fps=8, limit=parts))
+    pipeline = line.pipeline
+    link = PlcLink(
+        mqtt_config(broker.url),
+        "camP",
+        commands=pipeline,
+        names=pipeline.names,
+        status=lambda: {"ready": pipeline.ready(), "counters": pipeline.ledger.snapshot()},
+    )
+    pipeline.add_sink(link)
+    link.start()
+    assert link.wait_connected(WAIT_S)
+    with Recorder(broker.url, ["inspector/line1/camP/#"]) as rec:
+        sim = PlcSimulator(broker.url, camera="camP", rate=8, gate_ms=3000, parts=parts, grace_s=0.5)
+        sim.start()
+        line.start()
+        try:
+            assert sim.wait(90), sim.report()
+        finally:
+            report = sim.stop()
+            line.stop()
+            link.stop()
+        verdicts = {v["part_id"]: v for v in rec.payloads("verdict")}
+        rejects = {r["part_id"]: r["reject"] for r in rec.payloads("reject")}
+    assert len(verdicts) == parts and all("truth" in v for v in verdicts.values())
+    escapes = sorted(i for i, v in verdicts.items() if v["truth"] and not rejects[i])
+    false_rejects = sorted(i for i, v in verdicts.items() if not v["truth"] and rejects[i])
+    assert report.parts == parts and report.missing_answers == 0 and report.truth_known == parts
+    assert report.defective == sum(v["truth"] for v in verdicts.values()) > 0
+    assert report.rejected == sum(rejects.values())
+    assert sorted(report.escape_ids) == escapes and sorted(report.false_reject_ids) == false_rejects
