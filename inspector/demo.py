@@ -1,0 +1,204 @@
+"""`inspector demo`: the whole product on one machine, with nothing to configure.
+
+It starts the synthetic PCB line (parts with known defects), the reference model, an MQTT broker (embedded, or the
+one `--mqtt` names), the PLC simulator at the reject gate, and the dashboard; prints the dashboard URL and a live
+one-line summary; stops cleanly on Ctrl-C, or after `--parts N` with a final JSON line:
+`{"parts": ..., "rejected": ..., "failsafe": ..., "escapes": ..., "false_rejects": ...}`.
+Escapes (defective parts passed) and false rejects (good parts rejected) are counted against the synthetic ground
+truth, at the PLC's gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.types import Thresholds, Verdict
+
+__all__ = ["TruthTally", "demo_config", "main"]
+
+log = logging.getLogger("inspector.demo")
+
+CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
+
+
+class TruthTally:
+    """A sink that scores the inspector's own verdicts against the synthetic truth (what the PLC should do)."""
+
+    name = "truth"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.parts = self.defective = self.escapes = self.false_rejects = 0
+
+    def handle(self, verdict: Verdict) -> None:
+        defective = getattr(verdict.truth, "defective", None)
+        if defective is None:
+            return
+        with self._lock:
+            self.parts += 1
+            self.defective += bool(defective)
+            self.escapes += bool(defective) and not verdict.rejected
+            self.false_rejects += (not defective) and verdict.rejected
+
+    def close(self) -> None:
+        pass
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "parts": self.parts,
+                "defective": self.defective,
+                "escapes": self.escapes,
+                "false_rejects": self.false_rejects,
+            }
+
+
+def demo_thresholds(model: Path) -> Thresholds:
+    """The calibrated thresholds shipped for the model (`calibration/<model stem>.yaml`), else the defaults."""
+    path = CALIBRATION_DIR / f"{model.stem}.yaml"
+    if path.exists():
+        return Thresholds.model_validate(yaml.safe_load(path.read_text()))
+    return Thresholds()
+
+
+def demo_config(
+    rate: float, port: int, mqtt_url: str | None, workdir: Path, seed: int, defect_rate: float, model: Path
+) -> LineConfig:
+    """The demo line: synthetic camera at `rate` parts/s, the reference model, broker, store and dashboard."""
+    thresholds = demo_thresholds(model)
+    rules = [thresholds.default, *thresholds.classes.values()]
+    # The detector's score floor must not hide what a calibrated threshold below the default would keep.
+    floor = min(0.25, *(r.min_confidence for r in rules))
+    return LineConfig.model_validate(
+        {
+            "camera": {"source": "synthetic", "fps": rate, "synthetic": {"seed": seed, "defect_rate": defect_rate}},
+            "model": {"path": str(model), "conf": floor},
+            "thresholds": thresholds.model_dump(),
+            "pipeline": {"mode": "latency", "gate_ms": 2000},
+            "mqtt": {"url": mqtt_url, "line": "demo"},
+            "dashboard": {"port": port},
+            "store": {
+                "path": str(workdir / "inspector.db"),
+                "images_dir": str(workdir / "images"),
+                "pass_sample_rate": 0.05,
+            },
+        }
+    )
+
+
+def _summary_line(stats: dict[str, Any], tally: dict[str, int]) -> str:
+    ledger, lat = stats["ledger"], stats["latency_ms"]
+    return (
+        f"parts {ledger['decided']:>6}  rejected {ledger['rejected']:>5}  fail-safe {ledger['failsafe']:>3}  "
+        f"escapes {tally['escapes']:>3}  false rejects {tally['false_rejects']:>3}  "
+        f"latency p50 {lat['p50']:5.1f} ms p99 {lat['p99']:5.1f} ms  {stats['rates']['parts_per_s']:4.1f} parts/s"
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="inspector demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", type=int, help="stop after this many parts and print a JSON summary")
+    parser.add_argument("--rate", type=float, default=10.0, help="parts per second on the conveyor (10)")
+    parser.add_argument("--mqtt", metavar="URL", help="use this broker (mqtt://host:port) instead of the embedded one")
+    parser.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1 (8080; 0: any free)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic line seed (0)")
+    parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    if args.parts is not None and args.parts < 1:
+        parser.error("--parts must be at least 1")
+    if args.rate <= 0:
+        parser.error("--rate must be positive")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from inspector.plcsim import PlcSimulator
+    from inspector.service import EdgeService
+    from inspector.sim import SyntheticSource
+
+    with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
+        config = demo_config(args.rate, args.port, args.mqtt, Path(tmp), args.seed, args.defect_rate, args.model)
+        source = SyntheticSource(config.camera.synthetic, fps=args.rate, limit=args.parts)
+        tally = TruthTally()
+        service = EdgeService(config, extra_sinks=[tally], source=source)
+        try:
+            service.start()
+        except Exception as exc:
+            print(f"inspector demo: cannot start: {exc}", file=sys.stderr)
+            return 2
+        assert service.line is not None and service.plc is not None
+        pipeline = service.line.pipeline
+        url = args.mqtt or service.broker.url
+        plc = PlcSimulator(
+            url,
+            line=config.mqtt.line,
+            camera=config.camera.id,
+            prefix=config.mqtt.prefix,
+            rate=args.rate,
+            gate_ms=config.pipeline.gate_ms or 2000.0,
+            parts=args.parts,
+        )
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            plc.start()
+            print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
+            if service.first_password:
+                print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
+            print(
+                f"inspector demo: {source.description}; model {config.model.path.name}; "
+                f"MQTT {service.plc.info().get('protocol') or '?'} on {url}; Ctrl-C stops",
+                file=sys.stderr,
+            )
+            live = sys.stderr.isatty()
+            next_print = time.monotonic()
+            while not stop.wait(0.25):
+                if time.monotonic() >= next_print:
+                    next_print += 1.0
+                    line = _summary_line(pipeline.stats(), tally.snapshot())
+                    print(f"\r{line}" if live else line, end="" if live else "\n", file=sys.stderr, flush=True)
+                if service.done:
+                    break
+            drained = service.stop(drain=True)
+            if args.parts is not None:
+                plc.wait(timeout_s=config.pipeline.gate_ms / 1000 + 5 if config.pipeline.gate_ms else 5)
+            report = plc.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            service.stop(drain=False)
+        final = _summary_line(pipeline.stats(), tally.snapshot())
+        print(("\n" if sys.stderr.isatty() else "") + final, file=sys.stderr)
+        print(report.summary(), file=sys.stderr)
+        ledger = pipeline.stats()["ledger"]
+        result = {
+            "parts": ledger["decided"],
+            "rejected": ledger["rejected"],
+            "failsafe": ledger["failsafe"],
+            "escapes": report.escapes,
+            "false_rejects": report.false_rejects,
+            "defective": report.defective,
+            "inspector": tally.snapshot(),
+            "plc": {k: v for k, v in report.to_dict().items() if not k.endswith("_ids")},
+            "drained": drained,
+        }
+        if args.parts is not None:
+            print(json.dumps(result))
+        return 0 if drained else 1
