@@ -6,15 +6,22 @@ line: the synthetic source, the shipped reference model, the embedded broker and
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from inspector.types import Decision, Thresholds
 
 __all__ = [
+    "ENV_PREFIX",
     "CameraConfig",
+    "ConfigError",
+    "ConfigIssue",
     "DashboardConfig",
     "LineConfig",
     "ModelConfig",
@@ -26,6 +33,8 @@ __all__ = [
     "TlsConfig",
     "TriggerConfig",
     "UserConfig",
+    "check_files",
+    "load_config",
 ]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deeppcb-v8n-320.onnx"
@@ -48,8 +57,10 @@ class CameraConfig(_Section):
     loop: bool = Field(False, description="folder / video file: start again at the end")
     realtime: bool = Field(False, description="video file: pace frames at the file's own fps")
     fps: float | None = Field(None, gt=0, description="pace any source at this many frames (parts) a second")
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(10.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0, description="first wait before reopening a lost camera")
+    reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts (back-off cap)")
+    open_timeout_s: float = Field(5.0, gt=0, description="opencv streams: give up connecting after this long")
+    read_timeout_s: float = Field(5.0, gt=0, description="opencv streams: a frame not read in this long is lost")
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")
@@ -61,16 +72,18 @@ class CameraConfig(_Section):
 
 class TriggerConfig(_Section):
     mode: Literal["free-run", "triggered"] = "free-run"
-    max_pending: int = Field(
-        64, ge=1, description="triggers waiting for a frame before the oldest fails safe"
-    )
+    max_pending: int = Field(64, ge=1, description="triggers waiting for a frame before the oldest fails safe")
 
 
 class ModelConfig(_Section):
     path: Path = DEFAULT_MODEL
     providers: list[Literal["cpu", "cuda", "tensorrt", "openvino"]] = ["cpu"]
-    threads: int = Field(0, ge=0, description="intra-op threads per session; 0 lets onnxruntime choose")
-    sessions: int = Field(1, ge=1, description="parallel inference sessions (throughput mode)")
+    threads: int = Field(
+        0, ge=0, description="intra-op threads per session; 0: auto (latency: all cores, throughput: 1)"
+    )
+    sessions: int = Field(
+        0, ge=0, description="parallel inference sessions; 0: auto (latency: 1, throughput: one per core)"
+    )
     conf: float = Field(0.25, ge=0.0, le=1.0, description="detector score floor before the decision rules")
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold")
     max_det: int = Field(300, ge=1)
@@ -81,14 +94,35 @@ class ModelConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    mode: Literal["throughput", "latency"] = "latency"
+    """How parts flow: the speed trade-off, the buffer, the reject gate's deadline and the fail-safe."""
+
+    mode: Literal["throughput", "latency"] = Field(
+        "latency",
+        description="latency: one session on all cores, one part at a time (lowest capture-to-decision time); "
+        "throughput: parallel single-thread sessions, waiting parts batched (most parts per second)",
+    )
     queue_size: int = Field(8, ge=1, description="frames waiting for inference before the oldest fails safe")
-    max_batch: int = Field(4, ge=1, description="largest batch of waiting parts in one run (throughput mode)")
+    max_batch: int = Field(
+        1,
+        ge=1,
+        description="largest batch of waiting parts in one run (throughput mode); batches did not help the "
+        "parallel single-thread sessions on the 2-core CPU box (bench/pipeline-results.md), they may on a GPU",
+    )
     gate_ms: float | None = Field(
         2000.0, gt=0, description="capture to reject gate, in ms: a part not decided by then fails safe"
     )
-    failsafe_decision: Decision = Decision.REJECT
-    drain_timeout_s: float = Field(10.0, gt=0)
+    margin_ms: float = Field(
+        20.0,
+        ge=0,
+        description="answer this long before the gate deadline (time to publish); the watchdog fails "
+        "an undecided part safe then",
+    )
+    failsafe_decision: Decision = Field(Decision.REJECT, description="decision for an uninspected part")
+    drain_timeout_s: float = Field(10.0, gt=0, description="on stop: longest wait for parts in flight")
+    dispatch_queue_size: int = Field(
+        256, ge=1, description="verdicts waiting for the sinks; when full, inference waits (nothing is dropped)"
+    )
+    keep_images: bool = Field(True, description="pass each frame's image to the sinks on its verdict (the store)")
 
 
 class TlsConfig(_Section):
@@ -135,9 +169,7 @@ class StoreConfig(_Section):
     images_dir: Path = Path("var/images")
     quota_mb: float = Field(500.0, gt=0)
     retention_days: float = Field(30.0, gt=0)
-    pass_sample_rate: float = Field(
-        0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept"
-    )
+    pass_sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept")
 
 
 class RecipeConfig(_Section):
@@ -167,3 +199,175 @@ class LineConfig(_Section):
         if self.recipe != "default" and self.recipe not in self.recipes:
             raise ValueError(f"recipe {self.recipe!r} is not defined under recipes")
         return self
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+ENV_PREFIX = "INSPECTOR_"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One thing wrong with a config: the field path (`camera.uri`), the YAML line (1-based) or the environment
+    variable it came from, and what is wrong."""
+
+    path: str
+    message: str
+    line: int | None = None
+    env: str | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else f" (from ${self.env})" if self.env else ""
+        return f"{self.path or '<top>'}{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A line config that cannot be used. `issues` lists each problem; the message has one per line."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} problem{'s' if len(issues) != 1 else ''}\n{lines}")
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map each field path in a composed YAML tree to the 1-based line where its key (or item) starts."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, str(key_node.value))
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = (*prefix, str(i))
+            lines[path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, path))
+    return lines
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """The file's mapping and its key lines; raises ConfigError on unreadable or malformed YAML."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"not valid YAML: {problem}", line)]) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", f"the top level must be a mapping, not {type(data).__name__}", 1)])
+    return data, _key_lines(node) if node is not None else {}
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Apply `INSPECTOR_<SECTION>__<KEY>[__<KEY>...]` overrides to `data` in place; return path -> variable.
+
+    Names match existing keys case-insensitively (so `recipes` names keep their case) and are lower-cased
+    otherwise; values are parsed as YAML scalars (`1500` is an int, `true` a bool, `[a, b]` a list).
+    A variable without `__` (e.g. `INSPECTOR_CONFIG`) is not an override.
+    """
+    applied: dict[tuple[str, ...], str] = {}
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        parts = [p for p in name[len(ENV_PREFIX) :].split("__")]
+        if any(not p for p in parts):
+            continue
+        try:
+            value = yaml.safe_load(env[name])
+        except yaml.YAMLError:
+            value = env[name]  # not YAML: take the text as it is
+        node: dict[str, Any] = data
+        path: list[str] = []
+        for i, part in enumerate(parts):
+            key = next((k for k in node if isinstance(k, str) and k.lower() == part.lower()), part.lower())
+            path.append(key)
+            if i == len(parts) - 1:
+                node[key] = value
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = {}
+                    node[key] = child
+                node = child
+        applied[tuple(path)] = name
+    return applied
+
+
+def _issues(
+    exc: ValidationError, lines: dict[tuple[str, ...], int], env_paths: dict[tuple[str, ...], str]
+) -> list[ConfigIssue]:
+    """Pydantic's errors as ConfigIssues, each with the line of its deepest field present in the file."""
+    env_prefixes: dict[tuple[str, ...], str] = {}
+    for env_path, var in env_paths.items():  # an unknown section is reported at its first key: map prefixes too
+        for depth in range(len(env_path), 0, -1):
+            env_prefixes.setdefault(env_path[:depth], var)
+    issues = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"] if p != "[key]")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (not allowed here)"
+        elif (
+            "input" in err
+            and err["type"] not in {"missing", "value_error"}
+            and not isinstance(err["input"], dict | list)
+        ):
+            message = f"{message} (got {err['input']!r})"
+        line = env = None
+        for depth in range(len(loc), 0, -1):
+            prefix = loc[:depth]
+            if prefix in env_paths:  # the value came from the environment, even where the file has one too
+                env = env_paths[prefix]
+                break
+            if prefix in lines:
+                line = lines[prefix]
+                break
+            if prefix in env_prefixes:
+                env = env_prefixes[prefix]
+                break
+        issues.append(ConfigIssue(".".join(loc), message.removeprefix("Value error, "), line, env))
+    return issues
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> LineConfig:
+    """Read a line config: the YAML file at `path` (None: defaults only), then the environment overrides.
+
+    env: the variables to read (default `os.environ`). Relative paths in the file are used as written (relative
+    to the working directory). Raises `ConfigError` naming each bad field, with its YAML line or variable.
+    """
+    data: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        data, lines = _read_yaml(Path(path))
+    env_paths = _apply_env(data, os.environ if env is None else env)
+    try:
+        return LineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues(exc, lines, env_paths)) from None
+
+
+def check_files(config: LineConfig) -> list[ConfigIssue]:
+    """Problems pydantic cannot see: model files and image folders that do not exist."""
+    issues = []
+    models = [("model.path", config.model.path)] + [
+        (f"recipes.{name}.model.path", recipe.model.path) for name, recipe in config.recipes.items()
+    ]
+    for field, model_path in models:
+        if not Path(model_path).is_file():
+            issues.append(ConfigIssue(field, f"model file not found: {model_path}"))
+    cam = config.camera
+    if cam.source == "folder" and not Path(cam.uri).is_dir():
+        issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))
+    return issues

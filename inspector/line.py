@@ -1,0 +1,166 @@
+"""Build a running line from a `LineConfig`: source, detectors (one per inference session), recipes, pipeline,
+sinks. `inspector run` and the demo use it; the MQTT link, the store and the dashboard plug in as sinks and as
+readers of `Line.pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import IO, Any, Literal
+
+from inspector.config import LineConfig, ModelConfig
+from inspector.decide import ThresholdsHolder
+from inspector.pipeline import Pipeline, Recipe, Sink
+from inspector.sources import open_source
+from inspector.types import FrameSource, Thresholds, Verdict
+
+__all__ = ["JsonlSink", "Line", "build_line", "cpu_cores", "load_recipe", "session_plan"]
+
+log = logging.getLogger(__name__)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_plan(
+    mode: Literal["latency", "throughput"], model: ModelConfig, cores: int | None = None
+) -> tuple[int, int]:
+    """(sessions, intra-op threads per session) for a pipeline mode; explicit `model.sessions` / `model.threads`
+    win over the automatic choice.
+
+    latency: one session, onnxruntime's default threads (all physical cores work on each frame: the shortest
+    time per frame). throughput: one single-thread session per core, run in parallel (measured faster in
+    total than one session over all cores on the 2-core edge box: DESIGN.md, bench/pipeline-results.md).
+    """
+    cores = cores or cpu_cores()
+    if mode == "latency":
+        return model.sessions or 1, model.threads
+    sessions = model.sessions or cores
+    return sessions, model.threads or max(1, cores // sessions)
+
+
+def load_recipe(
+    name: str,
+    model: ModelConfig,
+    thresholds: Thresholds,
+    mode: Literal["latency", "throughput"],
+    max_batch: int = 1,
+    sessions: int | None = None,
+) -> Recipe:
+    """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds."""
+    from inspector.detector import load_detector  # onnxruntime loads here, not at import
+
+    planned, threads = session_plan(mode, model)
+    count = sessions or planned
+    batch = max_batch if mode == "throughput" else 1
+    detectors = [load_detector(model, threads=threads, max_batch=batch) for _ in range(count)]
+    log.info(
+        "recipe %s: %s, %d session(s) x %s thread(s), batch <= %d",
+        name,
+        model.path,
+        count,
+        threads or "auto",
+        detectors[0].max_batch,
+    )
+    return Recipe(name, list(detectors), ThresholdsHolder(thresholds))
+
+
+class JsonlSink:
+    """Writes one JSON line per verdict (part, decision, reasons, defects, latency) to a text stream."""
+
+    name = "jsonl"
+
+    def __init__(self, stream: IO[str], names: dict[int, str] | None = None, close_stream: bool = False) -> None:
+        self.stream = stream
+        self.names = names or {}
+        self.close_stream = close_stream
+        self._lock = threading.Lock()
+
+    def handle(self, verdict: Verdict) -> None:
+        record: dict[str, Any] = {
+            "part_id": verdict.part_id,
+            "seq": verdict.seq,
+            "camera": verdict.camera_id,
+            "decision": str(verdict.decision),
+            "reasons": verdict.reasons,
+            "defects": verdict.defects(self.names),
+            "thresholds_version": verdict.thresholds_version,
+            "recipe": verdict.recipe,
+            "latency_ms": round(verdict.timings.latency_ms(), 3),
+        }
+        with self._lock:
+            self.stream.write(json.dumps(record) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.close_stream:
+            self.stream.close()
+
+
+class Line:
+    """One running line: `pipeline` plus the config it came from. `start()`, then `stop()` or `wait()`."""
+
+    def __init__(self, config: LineConfig, pipeline: Pipeline) -> None:
+        self.config = config
+        self.pipeline = pipeline
+
+    def start(self) -> None:
+        self.pipeline.start()
+        log.info(
+            "line started: camera %s (%s), mode %s, %d worker(s), trigger %s, recipe %s",
+            self.config.camera.id,
+            self.pipeline.camera["description"],
+            self.pipeline.mode,
+            self.pipeline.n_workers,
+            self.config.trigger.mode,
+            self.pipeline.recipe,
+        )
+
+    def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
+        """Stop capturing, finish (or fail safe) the parts in flight, close the sinks. True when all done in time."""
+        return self.pipeline.stop(drain=drain, timeout=timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.pipeline.wait(timeout)
+
+
+def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameSource | None = None) -> Line:
+    """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
+    return the line ready to `start()`. Other recipes load on their first `set_recipe`.
+
+    sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
+    Raises `inspector.detector.ModelError` when the model cannot be loaded.
+    """
+    pc = config.pipeline
+    recipes_cfg: dict[str, tuple[ModelConfig, Thresholds]] = {"default": (config.model, config.thresholds)}
+    recipes_cfg.update({name: (r.model, r.thresholds) for name, r in config.recipes.items()})
+    sessions, _ = session_plan(pc.mode, config.model)
+
+    def loader(name: str) -> Recipe:
+        model, thresholds = recipes_cfg[name]
+        # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
+        return load_recipe(name, model, thresholds, pc.mode, pc.max_batch, sessions=sessions)
+
+    active = loader(config.recipe)
+    pipeline = Pipeline(
+        source or open_source(config.camera),
+        {config.recipe: active},
+        config=pc,
+        trigger=config.trigger,
+        recipe=config.recipe,
+        sinks=sinks,
+        camera_id=config.camera.id,
+        reconnect=(config.camera.reconnect_initial_s, config.camera.reconnect_max_s),
+        recipe_loader=loader,
+        recipe_names=list(recipes_cfg),
+    )
+    return Line(config, pipeline)

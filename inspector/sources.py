@@ -1,0 +1,311 @@
+"""Frame sources behind one protocol (`inspector.types.FrameSource`): OpenCV, image folder, in-memory, synthetic.
+
+Every source returns `(image, truth)` from `read()`: image (H, W, 3) uint8 BGR. A finite stream ends with None;
+a lost camera raises `SourceError` and the pipeline's capture thread reopens it with `Backoff`. Pacing (a source
+read at a fixed rate, or a video file at its own fps) is the `Paced` wrapper, so every source can be paced.
+A GenICam source (`harvesters`) fits the same protocol: open / read / close plus a `description`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspector.config import CameraConfig
+from inspector.types import FrameSource, SourceError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Backoff",
+    "FolderSource",
+    "MemorySource",
+    "OpenCvSource",
+    "Paced",
+    "as_bgr",
+    "load_frames",
+    "open_source",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 4) BGRA -> (H, W, 3) BGR uint8; a BGR image is returned as it is (no copy)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+class Backoff:
+    """Exponential back-off for reopening a camera: initial, 2x initial, ... capped at `maximum` (seconds)."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = max(maximum, initial)
+        self._next = initial
+
+    def next_delay(self) -> float:
+        """The wait before the next attempt, in seconds; each call doubles the following one."""
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+class Paced:
+    """Wraps a source so that `read()` returns at most `fps` frames a second, on a fixed schedule.
+
+    The schedule is absolute (frame k is due at start + k / fps), so sleep jitter does not add up; a reader that
+    falls more than one period behind restarts the schedule instead of bursting to catch up (a camera would have
+    skipped those frames too).
+    """
+
+    def __init__(self, source: FrameSource, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be > 0")
+        self.source = source
+        self.period_ns = int(1e9 / fps)
+        self.live = True  # frames come on their own schedule: a surplus must fail safe, not wait
+        self.description = f"{source.description} at {fps:g} fps"
+        self._due = 0
+
+    def open(self) -> None:
+        self.source.open()
+        self._due = 0
+
+    def read(self) -> tuple[np.ndarray, Any] | None:
+        now = time.monotonic_ns()
+        if self._due == 0 or now - self._due > self.period_ns:
+            self._due = now
+        elif self._due > now:
+            time.sleep((self._due - now) / 1e9)
+        self._due += self.period_ns
+        return self.source.read()
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class MemorySource:
+    """Pre-decoded images served from memory, cycled (as from a camera), for benchmarks and tests.
+
+    images: (H, W, 3) uint8 BGR arrays, returned as they are (no copy: the pipeline never writes into frames).
+    count: frames to serve in all before the stream ends (None: forever). truths: one per image, or None.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        count: int | None = None,
+        truths: Sequence[Any] | None = None,
+        description: str = "memory",
+    ) -> None:
+        if not images:
+            raise ValueError("MemorySource needs at least one image")
+        if truths is not None and len(truths) != len(images):
+            raise ValueError("truths must match images one to one")
+        self.images = [as_bgr(np.asarray(img)) for img in images]
+        self.truths = list(truths) if truths is not None else None
+        self.count = count
+        self.live = False  # reading waits for the pipeline: nothing is lost by waiting
+        self.description = f"{description} ({len(self.images)} images)"
+        self.served = 0
+
+    def open(self) -> None:
+        pass  # memory never disconnects; `served` carries on across reopen
+
+    def read(self) -> tuple[np.ndarray, Any] | None:
+        if self.count is not None and self.served >= self.count:
+            return None
+        i = self.served % len(self.images)
+        self.served += 1
+        return self.images[i], (self.truths[i] if self.truths is not None else None)
+
+    def close(self) -> None:
+        pass
+
+
+class FolderSource:
+    """The images of a folder in sorted name order (one part each), optionally looping.
+
+    An image that cannot be decoded is skipped with a warning and counted in `skipped`.
+    """
+
+    def __init__(self, folder: str | Path, loop: bool = False) -> None:
+        self.folder = Path(folder)
+        self.loop = loop
+        self.live = False
+        self.description = f"folder {self.folder}"
+        self.paths: list[Path] = []
+        self.skipped = 0
+        self._index = 0
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise SourceError(f"image folder not found: {self.folder}")
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.folder}")
+
+    def read(self) -> tuple[np.ndarray, Any] | None:
+        failures = 0
+        while True:
+            if self._index >= len(self.paths):
+                if not self.loop:
+                    return None
+                self._index = 0
+            path = self.paths[self._index]
+            self._index += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return image, None
+            self.skipped += 1
+            failures += 1
+            log.warning("skipping %s: not a readable image", path)
+            if failures >= len(self.paths):  # a whole round unreadable: looping would spin forever
+                raise SourceError(f"no readable image in {self.folder}")
+
+    def close(self) -> None:
+        pass
+
+
+class OpenCvSource:
+    """OpenCV `VideoCapture`: a USB camera index ("0"), an RTSP/HTTP URL, or a video file.
+
+    Cameras and streams are live: a failed read means the camera is lost (`SourceError`; the pipeline reopens it),
+    including a stream that ends. A video file is finite: it ends with None, or starts again with `loop`;
+    `realtime` paces a file at its own frame rate (otherwise it is read as fast as it decodes).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        loop: bool = False,
+        realtime: bool = False,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+    ) -> None:
+        self.uri = uri
+        self.loop = loop
+        self.realtime = realtime
+        self.open_timeout_ms = int(open_timeout_s * 1000)
+        self.read_timeout_ms = int(read_timeout_s * 1000)
+        if uri.strip().isdigit():
+            self.kind = "usb"
+        elif "://" in uri:
+            self.kind = "stream"
+        else:
+            self.kind = "file"
+        self.description = f"opencv {self.kind} {uri}"
+        self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
+        self._cap: cv2.VideoCapture | None = None
+        self._period_ns = 0
+        self._due = 0
+
+    def open(self) -> None:
+        self.close()
+        if self.kind == "file" and not Path(self.uri).is_file():
+            raise SourceError(f"video file not found: {self.uri}")
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            self.open_timeout_ms,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            self.read_timeout_ms,
+        ]
+        target: int | str = int(self.uri) if self.kind == "usb" else self.uri
+        try:
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+        except cv2.error as exc:  # some backends raise instead of returning a closed capture
+            raise SourceError(f"cannot open {self.description}: {exc}") from exc
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.description}")
+        self._cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self._period_ns = int(1e9 / fps) if self.realtime and self.kind == "file" and fps > 0 else 0
+        self._due = 0
+
+    def read(self) -> tuple[np.ndarray, Any] | None:
+        if self._cap is None:
+            raise SourceError(f"{self.description} is not open")
+        ok, image = self._cap.read()
+        if not ok and self.kind == "file" and self.loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._cap.read()
+        if not ok or image is None:
+            if self.kind == "file":
+                return None
+            raise SourceError(f"lost {self.description}: no frame")
+        if self._period_ns:
+            self._pace()
+        return as_bgr(image), None
+
+    def _pace(self) -> None:
+        now = time.monotonic_ns()
+        if self._due == 0 or now - self._due > self._period_ns:
+            self._due = now
+        elif self._due > now:
+            time.sleep((self._due - now) / 1e9)
+        self._due += self._period_ns
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def open_source(camera: CameraConfig) -> FrameSource:
+    """The source a camera config names (not yet opened: the pipeline opens it, and reopens it when lost)."""
+    source: FrameSource
+    if camera.source == "synthetic":
+        from inspector.sim import SyntheticSource  # lazy: the simulator is not needed on a real line
+
+        return SyntheticSource(camera.synthetic, camera.fps)
+    if camera.source == "folder":
+        source = FolderSource(camera.uri, loop=camera.loop)
+    else:
+        source = OpenCvSource(
+            camera.uri,
+            loop=camera.loop,
+            realtime=camera.realtime,
+            open_timeout_s=camera.open_timeout_s,
+            read_timeout_s=camera.read_timeout_s,
+        )
+    return Paced(source, camera.fps) if camera.fps else source
+
+
+def load_frames(path: str | Path, limit: int | None = None) -> list[np.ndarray]:
+    """Decode a folder of images (sorted) or a video file into memory: a list of (H, W, 3) uint8 BGR arrays.
+
+    limit: stop after this many frames. Raises `SourceError` when nothing can be read.
+    """
+    path = Path(path)
+    source: FrameSource = FolderSource(path) if path.is_dir() else OpenCvSource(str(path))
+    frames: list[np.ndarray] = []
+    source.open()
+    try:
+        while limit is None or len(frames) < limit:
+            item = source.read()
+            if item is None:
+                break
+            frames.append(item[0])
+    finally:
+        source.close()
+    if not frames:
+        raise SourceError(f"no frames in {path}")
+    return frames
