@@ -1,5 +1,9 @@
-"""`inspector run --config FILE`: run one line until Ctrl-C / SIGTERM (or until a finite source ends), then
-drain the parts in flight and exit 0."""
+"""`inspector run --config FILE`: run one line (camera, model, pipeline, and the store, PLC link and dashboard its
+config enables) until Ctrl-C / SIGTERM, or until a finite source ends; then drain the parts in flight and exit 0.
+
+Exit status: 0 after a clean drain, 1 when parts were still in flight at the drain timeout (they got fail-safe
+verdicts), 2 when the line cannot start (bad config, model that does not load, port taken, ...).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from inspector.config import ConfigError, load_config
-from inspector.line import JsonlSink, build_line
+from inspector.line import JsonlSink
 from inspector.pipeline import Sink
 
 __all__ = ["main"]
@@ -22,7 +26,8 @@ __all__ = ["main"]
 log = logging.getLogger("inspector.run")
 
 
-def _summary(stats: dict[str, Any]) -> str:
+def summary(stats: dict[str, Any]) -> str:
+    """One log line from `Pipeline.stats()`."""
     ledger, lat = stats["ledger"], stats["latency_ms"]
     return (
         f"parts seen {ledger['seen']} decided {ledger['decided']} in flight {ledger['in_flight']} "
@@ -34,7 +39,9 @@ def _summary(stats: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="inspector run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="inspector run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", "-c", type=Path, help="the line's YAML config (default: built-in defaults)")
     parser.add_argument("--verdicts", metavar="PATH", help="also write each verdict as a JSON line here ('-': stdout)")
     parser.add_argument("--stats-every", type=float, default=10.0, metavar="S", help="log a summary every S seconds")
@@ -52,12 +59,10 @@ def main(argv: list[str]) -> int:
         sinks.append(JsonlSink(sys.stdout))
     elif args.verdicts:
         sinks.append(JsonlSink(open(args.verdicts, "a", encoding="utf-8"), close_stream=True))  # noqa: SIM115
-    try:
-        line = build_line(config, sinks=sinks)
-    except Exception as exc:  # a model that cannot load: say why, no traceback for an operator
-        print(f"inspector run: cannot start the line: {exc}", file=sys.stderr)
-        return 2
 
+    from inspector.service import EdgeService  # the store, PLC link and dashboard load only when a line runs
+
+    service = EdgeService(config, extra_sinks=sinks)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -66,20 +71,33 @@ def main(argv: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        line.start()
+        try:
+            service.start()  # takes down what it started when a part fails
+        except Exception as exc:  # an operator gets one line saying why, not a traceback
+            print(f"inspector run: cannot start the line: {exc}", file=sys.stderr)
+            return 2
+        assert service.line is not None
+        pipeline = service.line.pipeline
+        if service.dashboard_url:
+            log.info("dashboard %s", service.dashboard_url)
+        if service.first_password:
+            print(
+                f"inspector run: log in to the dashboard as 'admin' with password {service.first_password}",
+                file=sys.stderr,
+            )
         next_summary = time.monotonic() + args.stats_every
         while not stop.wait(0.2):
-            if line.pipeline.done:
+            if service.done:
                 log.info("the source ended")
                 break
             if args.stats_every > 0 and time.monotonic() >= next_summary:
                 next_summary += args.stats_every
-                log.info("%s", _summary(line.pipeline.stats()))
-        drained = line.stop(drain=True)
+                log.info("%s", summary(pipeline.stats()))
+        drained = service.stop(drain=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("stopped: %s", _summary(line.pipeline.stats()))
+    log.info("stopped: %s", summary(pipeline.stats()))
     if not drained:
         log.error("the line did not drain within %.1f s", config.pipeline.drain_timeout_s)
         return 1

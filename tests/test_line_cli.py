@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,10 +35,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def line_yaml(tmp_path: Path, model: Path, images: Path, extra: str = "", loop: bool = True) -> Path:
+def line_yaml(
+    tmp_path: Path, model: Path, images: Path, extra: str = "", loop: bool = True, store: bool = False
+) -> Path:
+    """A folder-camera line; no MQTT or dashboard (other tests cover them), the store only when asked."""
     path = tmp_path / "line.yaml"
     path.write_text(
-        f"""camera:
+        f"""mqtt: {{enabled: false}}
+dashboard: {{enabled: false}}
+store: {{enabled: {str(store).lower()}, path: {tmp_path / "db.sqlite"}, images_dir: {tmp_path / "images"}}}
+camera:
   id: camT
   source: folder
   uri: {images}
@@ -55,7 +62,7 @@ pipeline:
 
 # ------------------------------------------------------------------------------------------------ run
 def test_run_until_sigterm_drains_and_exits_0(tmp_path: Path, yolov8n_onnx: Path, images: Path) -> None:
-    config = line_yaml(tmp_path, yolov8n_onnx, images)
+    config = line_yaml(tmp_path, yolov8n_onnx, images, store=True)
     out = tmp_path / "verdicts.jsonl"
     proc = inspector("run", "--config", str(config), "--verdicts", str(out), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -73,6 +80,8 @@ def test_run_until_sigterm_drains_and_exits_0(tmp_path: Path, yolov8n_onnx: Path
     assert all(r["camera"] == "camT" and r["decision"] in {"pass", "reject"} for r in records)
     assert any(r["defects"] for r in records)  # the real model found the shapes
     assert "SIGTERM" in stderr and f"decided {len(ids)} in flight 0" in stderr
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:  # the config's store got every verdict too
+        assert db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == len(ids)
 
 
 def test_run_with_a_finite_folder_ends_by_itself(tmp_path: Path, yolov8n_onnx: Path, images: Path) -> None:
@@ -88,7 +97,14 @@ def test_run_with_a_bad_config_says_which_field(tmp_path: Path, yolov8n_onnx: Pa
     config = line_yaml(tmp_path, yolov8n_onnx, images, extra="  queue_size: many\n")
     proc = inspector("run", "--config", str(config), stderr=subprocess.PIPE)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "pipeline.queue_size (line 12)" in stderr
+    assert proc.returncode == 2 and "pipeline.queue_size (line 15)" in stderr
+
+
+def test_run_with_a_missing_model_fails_to_start(tmp_path: Path, images: Path) -> None:
+    config = line_yaml(tmp_path, tmp_path / "gone.onnx", images)
+    proc = inspector("run", "--config", str(config), stderr=subprocess.PIPE)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "cannot start the line" in stderr and "gone.onnx" in stderr
 
 
 # ------------------------------------------------------------------------------------------------ bench

@@ -623,3 +623,22 @@ def test_stats_are_plain_json() -> None:
         assert key in stats
     assert stats["per_class_rejects"] == {"short": 3}
     assert set(stats["latency_ms"]) >= {"p50", "p95", "p99", "min", "avg", "max"}
+
+
+def test_prometheus_text_exposes_the_ledger_and_latency() -> None:
+    from inspector.stats import prometheus_text
+
+    pipeline = Pipeline(
+        MemorySource([grey(200)], count=4),
+        {"default": recipe_of([ScriptedDetector()])},
+        sinks=[RaisingSink()],
+        config=PipelineConfig(gate_ms=None),
+    )
+    run_to_end(pipeline)
+    text = prometheus_text(pipeline.stats(), {"line": "L1", "camera": 'cam"0'})
+    lines = text.splitlines()
+    assert "# TYPE inspector_parts_seen_total counter" in lines
+    assert 'inspector_parts_seen_total{line="L1",camera="cam\\"0"} 4' in lines
+    assert 'inspector_sink_errors_total{line="L1",camera="cam\\"0",sink="broken"} 4' in lines
+    assert any(line.startswith('inspector_latency_ms{line="L1",camera="cam\\"0",quantile="0.99"} ') for line in lines)
+    assert 'inspector_rejects_by_class_total{line="L1",camera="cam\\"0",class="short"} 4' in lines
