@@ -104,6 +104,7 @@ def run_detect_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple
     """`inspector detect ARGV` in-process through the command table; returns (status, JSON lines, stderr)."""
     from inspector.cli import main
 
+    capsys.readouterr()  # drop what came before (a fixture that just trained its model prints progress)
     code = main(["detect", *argv])
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
