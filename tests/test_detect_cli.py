@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()  # drop what came before (a fixture that just trained its model prints progress)
     code = cli_main(["detect", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
