@@ -16,7 +16,8 @@ def roi_mask(detections: Detections, roi: list[tuple[float, float]] | None) -> n
     """(n,) bool: True where the box centre lies inside (or on the edge of) the polygon; all True without one."""
     if roi is None or len(detections) == 0:
         return np.ones(len(detections), dtype=bool)
-    polygon = np.asarray(roi, dtype=np.float32).reshape(-1, 1, 2)
+    # Clipped first: OpenCV needs float32, and a coordinate beyond its range would overflow to inf.
+    polygon = np.clip(np.asarray(roi, dtype=np.float64), -1e9, 1e9).astype(np.float32).reshape(-1, 1, 2)
     return np.array(
         [cv2.pointPolygonTest(polygon, (float(x), float(y)), False) >= 0 for x, y in detections.center],
         dtype=bool,
@@ -28,8 +29,8 @@ def kept_mask(detections: Detections, thresholds: Thresholds, names: dict[int, s
     n = len(detections)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    min_conf = np.empty(n, np.float32)
-    min_area = np.empty(n, np.float32)
+    min_conf = np.empty(n, np.float64)
+    min_area = np.empty(n, np.float64)  # float64: a huge configured area must not overflow
     enabled = np.empty(n, bool)
     for i, cid in enumerate(detections.class_id):
         rule = thresholds.for_class(names.get(int(cid), str(int(cid))))
