@@ -20,12 +20,17 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.plc import truth_flag
 from inspector.types import Thresholds, Verdict
+
+if TYPE_CHECKING:
+    from inspector.plcsim import PlcSimulator
+    from inspector.service import EdgeService
 
 __all__ = ["TruthTally", "demo_config", "main"]
 
@@ -44,7 +49,7 @@ class TruthTally:
         self.parts = self.defective = self.escapes = self.false_rejects = 0
 
     def handle(self, verdict: Verdict) -> None:
-        defective = getattr(verdict.truth, "defective", None)
+        defective = truth_flag(verdict.truth)
         if defective is None:
             return
         with self._lock:
@@ -125,80 +130,102 @@ def main(argv: list[str]) -> int:
         parser.error("--rate must be positive")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    # Handlers first: a Ctrl-C while the model loads still ends the demo through the same clean stop.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
+            return _run(args, Path(tmp), stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
+    """The demo proper (signal handlers and the work folder are the caller's); `stop` is set by Ctrl-C."""
     from inspector.plcsim import PlcSimulator
     from inspector.service import EdgeService
     from inspector.sim import SyntheticSource
 
-    with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
-        config = demo_config(args.rate, args.port, args.mqtt, Path(tmp), args.seed, args.defect_rate, args.model)
-        source = SyntheticSource(config.camera.synthetic, fps=args.rate, limit=args.parts)
-        tally = TruthTally()
-        service = EdgeService(config, extra_sinks=[tally], source=source)
-        try:
-            service.start()
-        except Exception as exc:
-            print(f"inspector demo: cannot start: {exc}", file=sys.stderr)
-            return 2
-        assert service.line is not None and service.plc is not None
-        pipeline = service.line.pipeline
-        url = args.mqtt or service.broker.url
+    config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
+    source = SyntheticSource(config.camera.synthetic, fps=args.rate, limit=args.parts)
+    tally = TruthTally()
+    service = EdgeService(config, extra_sinks=[tally], source=source)
+    gate_ms = config.pipeline.gate_ms or 2000.0
+    plcs: list[PlcSimulator] = []
+
+    def start_plc(svc: EdgeService) -> None:
+        # The PLC must listen before the first part is made: in free-run it learns the parts from the answers.
         plc = PlcSimulator(
-            url,
+            args.mqtt or svc.broker.url,
             line=config.mqtt.line,
             camera=config.camera.id,
             prefix=config.mqtt.prefix,
             rate=args.rate,
-            gate_ms=config.pipeline.gate_ms or 2000.0,
+            gate_ms=gate_ms,
             parts=args.parts,
         )
-        stop = threading.Event()
+        plc.start()
+        plcs.append(plc)
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            plc.start()
-            print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
-            if service.first_password:
-                print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
-            print(
-                f"inspector demo: {source.description}; model {config.model.path.name}; "
-                f"MQTT {service.plc.info().get('protocol') or '?'} on {url}; Ctrl-C stops",
-                file=sys.stderr,
-            )
-            live = sys.stderr.isatty()
-            next_print = time.monotonic()
-            while not stop.wait(0.25):
-                if time.monotonic() >= next_print:
-                    next_print += 1.0
-                    line = _summary_line(pipeline.stats(), tally.snapshot())
-                    print(f"\r{line}" if live else line, end="" if live else "\n", file=sys.stderr, flush=True)
-                if service.done:
-                    break
-            drained = service.stop(drain=True)
-            if args.parts is not None:
-                plc.wait(timeout_s=config.pipeline.gate_ms / 1000 + 5 if config.pipeline.gate_ms else 5)
-            report = plc.stop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            service.stop(drain=False)
-        final = _summary_line(pipeline.stats(), tally.snapshot())
-        print(("\n" if sys.stderr.isatty() else "") + final, file=sys.stderr)
-        print(report.summary(), file=sys.stderr)
-        ledger = pipeline.stats()["ledger"]
-        result = {
-            "parts": ledger["decided"],
-            "rejected": ledger["rejected"],
-            "failsafe": ledger["failsafe"],
-            "escapes": report.escapes,
-            "false_rejects": report.false_rejects,
-            "defective": report.defective,
-            "inspector": tally.snapshot(),
-            "plc": {k: v for k, v in report.to_dict().items() if not k.endswith("_ids")},
-            "drained": drained,
-        }
-        if args.parts is not None:
-            print(json.dumps(result))
-        return 0 if drained else 1
+    try:
+        service.start(before_line=start_plc)
+    except Exception as exc:
+        for plc in plcs:  # started just before the line, which then failed
+            plc.stop()
+        print(f"inspector demo: cannot start: {exc}", file=sys.stderr)
+        return 2
+    assert service.line is not None and service.plc is not None
+    plc = plcs[0]
+    pipeline = service.line.pipeline
+    broker = f" (embedded {service.broker.kind})" if service.broker is not None else ""
+    print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
+    if service.first_password:
+        print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
+    print(
+        f"inspector demo: {source.description}; model {config.model.path.name}; "
+        f"MQTT {service.plc.info().get('protocol') or '?'} on {plc.url}{broker}; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    live = sys.stderr.isatty()
+    try:
+        next_print = time.monotonic()
+        while not stop.wait(0.25):
+            if time.monotonic() >= next_print:
+                next_print += 1.0
+                line = _summary_line(pipeline.stats(), tally.snapshot())
+                print(f"\r{line}" if live else line, end="" if live else "\n", file=sys.stderr, flush=True)
+            if service.done:
+                break
+        if service.done and args.parts is not None:
+            # Every part is decided and answered; the PLC still gates the last ones (the broker is up meanwhile).
+            plc.wait(timeout_s=gate_ms / 1000 + 5)
+        drained = service.stop(drain=True)
+        report = plc.stop()
+    finally:
+        service.stop(drain=False)  # a no-op after a clean stop; otherwise nothing is left running
+        plc.stop()
+    final = _summary_line(pipeline.stats(), tally.snapshot())
+    print(("\n" if live else "") + final, file=sys.stderr)
+    print(report.summary(), file=sys.stderr, flush=True)
+    ledger = pipeline.stats()["ledger"]
+    result = {
+        "parts": ledger["decided"],
+        "rejected": ledger["rejected"],
+        "failsafe": ledger["failsafe"],
+        "escapes": report.escapes,
+        "false_rejects": report.false_rejects,
+        "defective": report.defective,
+        "inspector": tally.snapshot(),
+        "plc": {k: v for k, v in report.to_dict().items() if not k.endswith("_ids")},
+        "drained": drained,
+        "interrupted": stop.is_set(),
+    }
+    if args.parts is not None:
+        print(json.dumps(result), flush=True)
+    return 0 if drained else 1

@@ -1,9 +1,23 @@
 """The whole edge process for one line: the line (source, detector, pipeline) plus its sinks and servers.
 
-`EdgeService(config).start()` loads the model, opens the store, starts the embedded broker when the config names
+`EdgeService(config).start()` opens the store, loads the model, starts the embedded broker when the config names
 no broker, connects the PLC link, serves the dashboard, then starts the pipeline; `stop()` undoes it in reverse
 order, draining the parts in flight first so that every part's verdict still reaches the PLC and the store.
 `inspector run` and `inspector demo` both use it.
+
+Thresholds across restarts: every edit made on the dashboard is remembered in the store per recipe (setting
+`thresholds.<recipe>`). At the next start a recipe begins with the remembered thresholds, version number included,
+when their version is higher than the config's; otherwise the config's own thresholds apply (an integrator who
+changes them in the YAML raises their `version` above QA's last one for the change to win).
+
+Recipes with other class names: the PLC link (and any extra sink with a `names` attribute) names each verdict's
+defects with the class names of that verdict's recipe; the store names what it shows after a switch with the new
+model's names. The dashboard's thresholds editor keeps the class names of the recipe active at start (a warning
+says so when a switch changes them).
+
+The detector's score floor (`model.conf`) drops detections before the decision rules see them, so a class
+`min_confidence` below it has no effect: the service logs a warning and raises a dashboard alarm whenever the
+active thresholds are in that state (at start, after an edit, after a recipe switch).
 """
 
 from __future__ import annotations
@@ -11,23 +25,82 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from inspector.config import LineConfig
-from inspector.line import Line, build_line
-from inspector.pipeline import Sink
-from inspector.types import FrameSource, Thresholds
+from pydantic import ValidationError
 
-__all__ = ["EdgeService"]
+from inspector.config import LineConfig, ModelConfig
+from inspector.decide import ThresholdsHolder
+from inspector.line import Line, build_line
+from inspector.pipeline import Pipeline, Sink
+from inspector.types import FrameSource, Thresholds, Verdict
+
+__all__ = ["EdgeService", "below_floor"]
 
 log = logging.getLogger(__name__)
+
+_THRESHOLDS_SETTING = "thresholds.{recipe}"
+_FLOOR_ALARM = "thresholds_below_floor"
+
+
+def below_floor(thresholds: Thresholds, names: Mapping[int, str], floor: float) -> list[str]:
+    """Enabled classes of the model (`names`) whose `min_confidence` is below the detector's score floor `floor`:
+    detections scored between the two are dropped by the detector, so those thresholds cannot act as set."""
+    return sorted(
+        {
+            name
+            for name in names.values()
+            if (rule := thresholds.for_class(name)).enabled and rule.min_confidence < floor
+        }
+    )
+
+
+class _RecipeNamed:
+    """Wraps a sink that names defect classes (`names` attribute): before each verdict it gets the class names of
+    that verdict's recipe. Sinks run on the pipeline's one dispatch thread, so setting them here is race-free."""
+
+    def __init__(self, sink: Any, names_by_recipe: dict[str, dict[int, str]]) -> None:
+        self.sink = sink
+        self.name: str = sink.name
+        self._names_by_recipe = names_by_recipe
+
+    def handle(self, verdict: Verdict) -> None:
+        names = self._names_by_recipe.get(verdict.recipe)
+        if names is not None and self.sink.names is not names:
+            self.sink.names = names
+        self.sink.handle(verdict)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class _Commands:
+    """The PLC's commands to the pipeline, with the service's bookkeeping after a recipe switch."""
+
+    def __init__(self, pipeline: Pipeline, on_recipe: Callable[[str], None]) -> None:
+        self._pipeline = pipeline
+        self._on_recipe = on_recipe
+
+    def trigger(self, part_id: int) -> None:
+        self._pipeline.trigger(part_id)
+
+    def pause(self) -> None:
+        self._pipeline.pause()
+
+    def resume(self) -> None:
+        self._pipeline.resume()
+
+    def set_recipe(self, name: str) -> None:
+        self._pipeline.set_recipe(name)
+        self._on_recipe(name)
 
 
 class EdgeService:
     """One line's edge process, assembled from its config.
 
-    extra_sinks: more verdict sinks (after the store and the PLC link). source: overrides the camera config.
+    extra_sinks: more verdict sinks (after the store and the PLC link); one with a `names` attribute (class id ->
+        name) gets the names of each verdict's recipe. source: overrides the camera config.
     After `start()`: `line`, `store`, `plc`, `broker` (None unless embedded), `dashboard_url` (None when off),
     `first_password` (the generated dashboard password on a first start with no users, else None).
     """
@@ -47,54 +120,149 @@ class EdgeService:
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self._stopped = False
+        # Per loaded recipe: its class names and its thresholds holder (to tell whose thresholds an edit changed).
+        self._names_by_recipe: dict[str, dict[int, str]] = {}
+        self._holders: dict[str, ThresholdsHolder] = {}
+        self._dashboard_names: dict[int, str] | None = None
+        self._floor_alarm: str | None = None
+        self._line_started = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bring everything up; on any failure, take down what was started and re-raise."""
+    def start(self, before_line: Callable[[EdgeService], None] | None = None) -> None:
+        """Bring everything up; on any failure, take down what was started and re-raise.
+
+        before_line: called once store, broker, PLC link and dashboard are up and before the first part is made
+        (the demo starts its PLC simulator there, so that it sees every part).
+        """
         try:
-            self._start()
+            self._start(before_line)
         except BaseException:
             self.stop(drain=False)
             raise
 
-    def _start(self) -> None:
+    def _start(self, before_line: Callable[[EdgeService], None] | None) -> None:
         config = self.config
-        # The model loads first: a bad model file is the likeliest failure and should cost nothing else.
-        self.line = build_line(config, source=self._source)
-        pipeline = self.line.pipeline
-        names = pipeline.names
-
         if config.store.enabled:
             from inspector.store import Store
 
-            self.store = Store(config.store, names)
-            self._restore_thresholds()
+            # The store opens before the model loads: the line's thresholds holders are built from the config,
+            # so QA's remembered thresholds go into the config first (keeping their version numbers).
+            self.store = Store(config.store, {})
+            config = self._restore_thresholds(config)
+        self.line = build_line(config, source=self._source)
+        pipeline = self.line.pipeline
+        self._note_recipe(pipeline.recipe)
+        if self.store is not None:
             pipeline.add_sink(self.store)
 
         if config.mqtt.enabled:
             self._start_plc()
-            pipeline.add_sink(self.plc)
+            pipeline.add_sink(_RecipeNamed(self.plc, self._names_by_recipe))
 
         for sink in self._extra_sinks:
-            pipeline.add_sink(sink)
+            pipeline.add_sink(_RecipeNamed(sink, self._names_by_recipe) if hasattr(sink, "names") else sink)
 
         if config.dashboard.enabled:
             self._start_dashboard()
 
+        if before_line is not None:
+            before_line(self)
         self.line.start()
+        self._line_started = True
 
-    def _restore_thresholds(self) -> None:
-        """Keep QA's last threshold edit across a restart: the store remembers every installed version."""
-        assert self.line is not None and self.store is not None
-        holder = self.line.pipeline.thresholds
-        latest = self.store.latest_thresholds()
-        if latest is None or latest == holder.get():
+    def _restore_thresholds(self, config: LineConfig) -> LineConfig:
+        """`config` with each recipe's thresholds replaced by those remembered in the store, where those are newer
+        (a higher version: QA edited them after the config's version). The version number is kept as stored, so
+        verdicts, the dashboard's history and the audit go on counting from where they were."""
+        assert self.store is not None
+        restored: dict[str, Thresholds] = {}
+        for name, current in [("default", config.thresholds), *((n, r.thresholds) for n, r in config.recipes.items())]:
+            raw = self.store.get_setting(_THRESHOLDS_SETTING.format(recipe=name))
+            if raw is None:
+                continue
+            try:
+                stored = Thresholds.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("recipe %s: ignoring the stored thresholds, they no longer validate: %s", name, exc)
+                continue
+            if stored.version > current.version:
+                restored[name] = stored
+                log.info(
+                    "recipe %s: thresholds v%d restored from the store (config: v%d)",
+                    name,
+                    stored.version,
+                    current.version,
+                )
+            elif stored != current:
+                log.warning(
+                    "recipe %s: the config's thresholds v%d replace the stored v%d%s",
+                    name,
+                    current.version,
+                    stored.version,
+                    " (same version, other values: raise `version` when editing thresholds in the config)"
+                    if stored.version == current.version
+                    else "",
+                )
+                # Remember what is in force now, so that this is said once, not at every start.
+                self.store.put_setting(_THRESHOLDS_SETTING.format(recipe=name), current.model_dump_json())
+        if not restored:
+            return config
+        recipes = {
+            n: r.model_copy(update={"thresholds": restored[n]}) if n in restored else r
+            for n, r in config.recipes.items()
+        }
+        return config.model_copy(update={"thresholds": restored.get("default", config.thresholds), "recipes": recipes})
+
+    def _model_config(self, recipe: str) -> ModelConfig:
+        return self.config.model if recipe == "default" else self.config.recipes[recipe].model
+
+    def _note_recipe(self, recipe: str) -> None:
+        """Bookkeeping once `recipe` is active: its names and holder, the store's names, the floor check."""
+        assert self.line is not None
+        pipeline = self.line.pipeline
+        names = dict(pipeline.names)
+        if self._names_by_recipe.get(recipe) != names:
+            self._names_by_recipe[recipe] = names  # a new dict: the PLC sink picks it up on the next verdict
+        self._holders[recipe] = pipeline.thresholds
+        if self.store is not None:
+            self.store.names = names
+        if self._dashboard_names is not None and names != self._dashboard_names:
+            log.warning(
+                "recipe %s: its model's classes %s differ from those the dashboard started with %s; the "
+                "dashboard's thresholds editor keeps the start names until the service restarts",
+                recipe,
+                sorted(names.values()),
+                sorted(self._dashboard_names.values()),
+            )
+        self._check_floor(recipe, pipeline.thresholds.get(), names)
+
+    def _on_recipe(self, recipe: str) -> None:
+        self._note_recipe(recipe)
+        log.info("recipe %s active: thresholds v%d", recipe, self._holders[recipe].get().version)
+
+    def _check_floor(self, recipe: str, thresholds: Thresholds, names: Mapping[int, str]) -> None:
+        """Warn (log and dashboard alarm) when `thresholds` ask for less than the detector's score floor."""
+        floor = self._model_config(recipe).conf
+        low = below_floor(thresholds, names, floor)
+        if not low:
+            self._floor_alarm = None
             return
-        # Only a version that was edited from this config's own start values is restored.
-        if latest.version > holder.get().version:
-            holder.swap(latest.model_copy(update={"version": latest.version - 1}))
-            log.info("thresholds: restored version %d from the store", holder.get().version)
+        lowest = min(thresholds.for_class(n).min_confidence for n in low)
+        self._floor_alarm = (
+            f"recipe {recipe}, thresholds v{thresholds.version}: min_confidence of {', '.join(low)} is below the "
+            f"detector's score floor model.conf {floor:g}, so detections scored under {floor:g} never reach the "
+            f"decision; set model.conf to {lowest:g} or lower for those thresholds to act"
+        )
+        log.warning("%s", self._floor_alarm)
+
+    def _remember_thresholds(self, new: Thresholds) -> str:
+        """Remember `new` in the store for the recipe whose holder has it; returns that recipe's name."""
+        assert self.line is not None
+        recipe = next((n for n, h in self._holders.items() if h.get() is new), self.line.pipeline.recipe)
+        if self.store is not None:
+            self.store.put_setting(_THRESHOLDS_SETTING.format(recipe=recipe), new.model_dump_json())
+        return recipe
 
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
@@ -122,8 +290,14 @@ class EdgeService:
                 "recipe": pipeline.recipe,
             }
 
-        self.plc = PlcLink(mqtt, config.camera.id, commands=pipeline, status=status, names=pipeline.names)
+        commands = _Commands(pipeline, self._on_recipe)
+        self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
         self.plc.start()
+        # Give the link a moment to connect so that the first parts' rejects are not queued past their gate; a
+        # broker that does not answer must not keep the line from inspecting (verdicts queue until it does).
+        wait_s = 10.0 if self.broker is not None else 3.0
+        if not self.plc.wait_connected(wait_s):
+            log.warning("MQTT broker %s not reachable yet; starting the line, verdicts queue", self.plc.info()["url"])
 
     def _start_dashboard(self) -> None:
         import uvicorn
@@ -139,9 +313,18 @@ class EdgeService:
         users, self.first_password = bootstrap_users(config.users, self.store)
 
         def on_change(old: Thresholds, new: Thresholds, user: str) -> None:
+            recipe = self._remember_thresholds(new)
+            if recipe == pipeline.recipe:
+                self._check_floor(recipe, new, pipeline.names)
             if self.plc is not None:
                 self.plc.publish_event(
-                    {"event": "thresholds_changed", "old_version": old.version, "version": new.version, "user": user}
+                    {
+                        "event": "thresholds",
+                        "old_version": old.version,
+                        "version": new.version,
+                        "user": user,
+                        "recipe": recipe,
+                    }
                 )
 
         def health() -> dict[str, Any]:
@@ -151,11 +334,12 @@ class EdgeService:
                 facts["mqtt"] = {"connected": info.get("connected"), "protocol": info.get("protocol")}
             return facts
 
+        self._dashboard_names = dict(pipeline.names)
         deps = AppDeps(
             store=self.store,
             thresholds=lambda: pipeline.thresholds,
             stats=self._stats,
-            names=pipeline.names,
+            names=self._dashboard_names,
             config=config,
             on_thresholds_changed=on_change,
             users=users,
@@ -165,7 +349,11 @@ class EdgeService:
         # Bind here so that port 0 gets a free port we can report, and a taken port fails at start.
         sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
+        try:
+            sock.bind((config.host, config.port))
+        except OSError:
+            sock.close()
+            raise
         port = sock.getsockname()[1]
         server_config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
         self._server = uvicorn.Server(server_config)
@@ -177,13 +365,16 @@ class EdgeService:
         self.dashboard_url = f"http://{host}:{port}/"
 
     def _stats(self) -> dict[str, Any]:
-        """The pipeline's stats plus the PLC link's and the broker's, for the dashboard."""
+        """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
+        dashboard."""
         assert self.line is not None
         stats = self.line.pipeline.stats()
         if self.plc is not None:
             stats["mqtt"] = {**self.plc.stats(), **{k: v for k, v in self.plc.info().items() if k != "url"}}
         if self.broker is not None:
             stats["broker"] = self.broker.info()
+        if self._floor_alarm is not None:
+            stats.setdefault("alarms", []).append({"name": _FLOOR_ALARM, "message": self._floor_alarm})
         return stats
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -193,6 +384,7 @@ class EdgeService:
 
     @property
     def done(self) -> bool:
+        """True once the line has finished (a finite source ended, or `stop()`)."""
         return self.line is not None and self.line.pipeline.done
 
     def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
@@ -207,12 +399,18 @@ class EdgeService:
         if self.line is not None:
             # Closes every sink too (store flushes, the PLC link sends what is queued and says `offline`).
             drained = self.line.stop(drain=drain, timeout=timeout)
+        if not self._line_started:  # a start that failed half-way: the pipeline never ran, so never closed them
+            for sink in self._extra_sinks:
+                try:
+                    sink.close()
+                except Exception:
+                    log.exception("closing sink %s failed", getattr(sink, "name", sink))
         if self._server is not None:
             self._server.should_exit = True
             if self._server_thread is not None:
                 self._server_thread.join(5)
         if self.plc is not None:
-            self.plc.stop()
+            self.plc.stop()  # a no-op after the line closed it; needed when the line never started
         if self.store is not None:
             self.store.close()
         if self.broker is not None:

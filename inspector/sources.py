@@ -8,9 +8,11 @@ A GenICam source (`harvesters`) fits the same protocol: open / read / close plus
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,10 @@ from inspector.types import FrameSource, SourceError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "TRUTH_MANIFEST",
     "Backoff",
     "FolderSource",
+    "ImageTruth",
     "MemorySource",
     "OpenCvSource",
     "Paced",
@@ -139,27 +143,109 @@ class MemorySource:
         pass
 
 
-class FolderSource:
-    """The images of a folder in sorted name order (one part each), optionally looping.
+TRUTH_MANIFEST = "truth.json"
+# Folder names that label the images in them (case-insensitive): good / OK parts, bad / NG (no good) parts.
+_LABEL_DIRS = {"good": False, "ok": False, "bad": True, "ng": True}
 
+
+@dataclass(frozen=True, slots=True)
+class ImageTruth:
+    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.plc.truth_flag`
+    reads `defective`, like the synthetic line's `PartTruth`).
+
+    file: the image's path relative to where the truth came from (the manifest's folder, or the source folder).
+    defects: the manifest's defect records (`{class_name, xyxy, ...}`) where it lists them, else empty.
+    origin: "manifest" (a `truth.json`) or "folder" (a `good/` / `bad/` parent folder name).
+    """
+
+    defective: bool
+    file: str
+    defects: tuple[dict[str, Any], ...] = ()
+    origin: str = "manifest"
+
+
+def _manifest_entries(path: Path) -> list[dict[str, Any]]:
+    """The part records of a truth manifest: `{"parts": [...]}` (`inspector.sim.write_folder`) or a bare list;
+    each record has `file` (relative to the manifest) and `defective` (or a `defects` list)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable truth manifest: {exc}") from exc
+    parts = data.get("parts") if isinstance(data, dict) else data
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and isinstance(p.get("file"), str) for p in parts):
+        raise SourceError(f"{path}: a truth manifest needs a list of parts, each with a 'file'")
+    for part in parts:
+        if not isinstance(part.get("defective", part.get("defects")), bool | int | list):
+            raise SourceError(f"{path}: part {part['file']!r} says neither 'defective' (true/false) nor 'defects'")
+    return parts
+
+
+def _entry_truth(entry: dict[str, Any]) -> ImageTruth:
+    defects = entry.get("defects")
+    flag = entry.get("defective")
+    defective = bool(flag) if isinstance(flag, bool | int) else bool(defects)
+    return ImageTruth(defective, entry["file"], tuple(defects or ()), "manifest")
+
+
+class FolderSource:
+    """The images of a folder (one part each), optionally looping, with their ground truth where it is known.
+
+    Which images, in which order:
+    - a `truth.json` manifest in the folder (`inspector.sim.write_folder` writes one): its parts' files, in the
+      manifest's order (they may lie in subfolders such as `good/` and `bad/`);
+    - otherwise the images in the folder and in its subfolders named `good`, `ok`, `bad` or `ng`
+      (case-insensitive), sorted by file name (then path): a labelled folder replays as one mixed conveyor.
+    Truth (`read()`'s second item, an `ImageTruth`, or None where unknown; `truth=False` turns it off): the
+    image's record in a manifest in the folder, or beside it (`<folder>/../truth.json`, e.g. for `uri: out/bad`);
+    else its parent folder's name: `good` / `ok` = not defective, `bad` / `ng` = defective.
     An image that cannot be decoded is skipped with a warning and counted in `skipped`.
     """
 
-    def __init__(self, folder: str | Path, loop: bool = False) -> None:
+    def __init__(self, folder: str | Path, loop: bool = False, truth: bool = True) -> None:
         self.folder = Path(folder)
         self.loop = loop
+        self.truth = truth
         self.live = False
         self.description = f"folder {self.folder}"
         self.paths: list[Path] = []
+        self.truths: list[ImageTruth | None] = []
         self.skipped = 0
         self._index = 0
 
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        inside = self.folder / TRUTH_MANIFEST
+        if inside.is_file():
+            entries = _manifest_entries(inside)
+            self.paths = [self.folder / e["file"] for e in entries]
+            missing = [str(p) for p in self.paths if not p.is_file()]
+            if missing:
+                raise SourceError(f"{inside} lists {len(missing)} missing image(s), e.g. {missing[0]}")
+            self.truths = [_entry_truth(e) if self.truth else None for e in entries]
+        else:
+            dirs = [self.folder] + [d for d in self.folder.iterdir() if d.is_dir() and d.name.lower() in _LABEL_DIRS]
+            found = [p for d in dirs for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            self.paths = sorted(found, key=lambda p: (p.name, str(p)))
+            self.truths = self._lookup_truths() if self.truth else [None] * len(self.paths)
         if not self.paths:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.folder}")
+
+    def _lookup_truths(self) -> list[ImageTruth | None]:
+        """Truth of each of `paths` from a manifest beside the folder, else from its parent folder's name."""
+        by_path: dict[Path, ImageTruth] = {}
+        beside = self.folder.parent / TRUTH_MANIFEST
+        if beside.is_file():
+            for entry in _manifest_entries(beside):
+                by_path[(beside.parent / entry["file"]).resolve()] = _entry_truth(entry)
+        truths: list[ImageTruth | None] = []
+        for path in self.paths:
+            known = by_path.get(path.resolve())
+            label = _LABEL_DIRS.get(path.parent.name.lower())
+            if known is None and label is not None:
+                known = ImageTruth(label, str(path.relative_to(self.folder.parent)), (), "folder")
+            truths.append(known)
+        return truths
 
     def read(self) -> tuple[np.ndarray, Any] | None:
         failures = 0
@@ -168,14 +254,14 @@ class FolderSource:
                 if not self.loop:
                     return None
                 self._index = 0
-            path = self.paths[self._index]
+            i = self._index
             self._index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
             if image is not None:
-                return image, None
+                return image, self.truths[i]
             self.skipped += 1
             failures += 1
-            log.warning("skipping %s: not a readable image", path)
+            log.warning("skipping %s: not a readable image", self.paths[i])
             if failures >= len(self.paths):  # a whole round unreadable: looping would spin forever
                 raise SourceError(f"no readable image in {self.folder}")
 

@@ -1,0 +1,235 @@
+"""`EdgeService`, the whole edge process in one object, with real parts: the embedded broker (Mosquitto), the PLC
+link, the store, the dashboard on a free port, the shipped model on the synthetic line. An independent MQTT client
+checks what the PLC side gets; httpx talks to the dashboard as a browser would."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.line import JsonlSink
+from inspector.service import EdgeService, below_floor
+from inspector.types import Thresholds
+from tests.mqtt_helpers import Recorder, publish
+
+LINE, CAMERA = "lineS", "camS"
+ROOT_TOPIC = f"inspector/{LINE}/{CAMERA}"
+PCB_NAMES = {"open", "short", "mousebite", "spur", "copper", "pin-hole"}
+WAIT_S = 30.0  # generous: two shared cores
+
+
+def service_config(tmp_path: Path, **sections: Any) -> LineConfig:
+    """Synthetic line at 8 parts/s, the shipped model, the embedded broker (no mqtt.url), dashboard on port 0."""
+    data: dict[str, Any] = {
+        "camera": {"id": CAMERA, "source": "synthetic", "fps": 8, "synthetic": {"seed": 3, "size": 320}},
+        "model": {"path": str(DEFAULT_MODEL)},
+        "pipeline": {"gate_ms": 3000},
+        "mqtt": {"line": LINE},
+        "dashboard": {"port": 0},
+        "store": {"path": str(tmp_path / "inspector.db"), "images_dir": str(tmp_path / "images")},
+    }
+    data.update(sections)
+    return LineConfig.model_validate(data)
+
+
+@pytest.fixture
+def services() -> Iterator[list[EdgeService]]:
+    """Services a test started; stopped (without draining) whatever the test's outcome."""
+    started: list[EdgeService] = []
+    yield started
+    for service in started:
+        service.stop(drain=False)
+
+
+def start(services: list[EdgeService], config: LineConfig, **kwargs: Any) -> EdgeService:
+    service = EdgeService(config, **kwargs)
+    services.append(service)
+    service.start()
+    return service
+
+
+def login(client: httpx.Client, password: str) -> dict[str, str]:
+    r = client.post("/api/login", json={"username": "admin", "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def put_thresholds(
+    client: httpx.Client, auth: dict[str, str], version: int, rules: dict[str, Any], comment: str
+) -> dict[str, Any]:
+    """PUT an edit made on `version` as the logged-in editor; returns the installed thresholds."""
+    body = {"version": version, "thresholds": rules, "comment": comment}
+    r = client.put("/api/thresholds", json=body, headers=auth)
+    assert r.status_code == 200, r.text
+    return r.json()["thresholds"]
+
+
+def versions_in_order(rec: Recorder) -> list[int]:
+    """thresholds_version of each published verdict, in part order."""
+    verdicts = sorted(rec.payloads("verdict"), key=lambda p: p["seq"])
+    return [p["thresholds_version"] for p in verdicts]
+
+
+def test_edge_service_end_to_end_thresholds_survive_a_restart(tmp_path: Path, services: list[EdgeService]) -> None:
+    """Embedded broker, retained birth, verdicts on MQTT, dashboard health, two threshold edits announced on
+    `events` and applied to the next parts, a clean stop (`offline`, idempotent), then a restart on the same store
+    that resumes at the stored version; and a config with a higher version wins over QA's edits."""
+    config = service_config(tmp_path)
+    service = start(services, config)
+    assert service.broker is not None and service.broker.running and service.plc is not None
+    assert service.dashboard_url and service.first_password
+
+    with (
+        Recorder(service.broker.url, [f"{ROOT_TOPIC}/#"]) as rec,
+        httpx.Client(base_url=service.dashboard_url, timeout=30) as c,
+    ):
+        # The retained birth is there for a subscriber that comes later, and says which protocol is in use.
+        status = rec.wait_count("status", 1)[0]
+        assert status["status"] == "online" and status["protocol"] == "5" and rec.on("status")[0].retain
+        first = rec.wait_count("verdict", 3, WAIT_S)
+        assert all(p["thresholds_version"] == 1 and isinstance(p["truth"], bool) for p in first)
+        assert {d["class"] for p in first for d in p["defects"]} <= PCB_NAMES
+
+        health = c.get("/api/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+
+        auth = login(c, service.first_password)
+        edit1 = {"default": {"min_confidence": 0.5}, "classes": {"short": {"min_confidence": 0.7}}}
+        assert put_thresholds(c, auth, 1, edit1, "fewer false rejects")["version"] == 2
+        event = rec.wait_for(lambda r: any(p.get("event") == "thresholds" for p in r.payloads("events")), WAIT_S)
+        assert event, rec.payloads("events")
+        announced = next(p for p in rec.payloads("events") if p["event"] == "thresholds")
+        assert announced | {"ts": 0} == {
+            "schema": 1,
+            "event": "thresholds",
+            "ts": 0,
+            "seq": announced["seq"],
+            "old_version": 1,
+            "version": 2,
+            "user": "admin",
+            "recipe": "default",
+        }
+        # The next parts are decided under v2, and once v2 is in no part goes back to v1 (an atomic swap).
+        assert rec.wait_for(lambda r: versions_in_order(r).count(2) >= 3, WAIT_S)
+        order = versions_in_order(rec)
+        assert order == sorted(order) and set(order) == {1, 2}
+
+        edit2 = {"default": {"min_confidence": 0.4}, "classes": {"short": {"min_confidence": 0.6}}}
+        assert put_thresholds(c, auth, 2, edit2, "second look")["version"] == 3
+        assert rec.wait_for(lambda r: 3 in versions_in_order(r), WAIT_S)
+
+        assert service.stop() is True  # drained
+        assert rec.wait_for(lambda r: r.payloads("status")[-1]["status"] == "offline", WAIT_S)
+        assert rec.payloads("status")[-1]["reason"] == "stopped"
+    assert service.stop() is True  # idempotent: nothing left to do, nothing raised
+    assert not service.broker.running and service.done
+    before = {(p["part_id"], p["seq"]) for p in rec.payloads("verdict")}
+    assert len(before) == service.line.pipeline.ledger.snapshot()["decided"]  # every decided part was published
+
+    # Restart on the same store: QA's last edit is back, with its own version number.
+    again = start(services, config)
+    holder = again.line.pipeline.thresholds  # type: ignore[union-attr]
+    assert holder.get() == Thresholds.model_validate({**edit2, "version": 3})
+    assert again.first_password is None  # the first-start account is remembered, its password not shown again
+    assert again.broker is not None and again.broker.running
+    with (
+        Recorder(again.broker.url, [f"{ROOT_TOPIC}/verdict"]) as rec2,
+        httpx.Client(base_url=again.dashboard_url, timeout=30) as c,
+    ):
+        assert all(p["thresholds_version"] == 3 for p in rec2.wait_count("verdict", 2, WAIT_S))
+        assert c.get("/api/thresholds").json()["thresholds"]["version"] == 3
+        history = c.get("/api/thresholds/history").json()
+        assert [h["version"] for h in history[:3]] == [3, 2, 1]  # no second "v3" or a rewound version at start
+        assert history[0]["comment"] == "second look"
+        # The next edit goes on from 3.
+        auth = login(c, service.first_password)
+        assert put_thresholds(c, auth, 3, {"default": {"min_confidence": 0.45}}, "third")["version"] == 4
+    assert again.stop() is True
+
+    # An integrator's new thresholds in the config win over QA's edits when their version is higher.
+    integrator = {"version": 10, "default": {"min_confidence": 0.3}}
+    third = start(services, service_config(tmp_path, thresholds=integrator, mqtt={"enabled": False}))
+    assert third.line.pipeline.thresholds.get() == Thresholds.model_validate(integrator)  # type: ignore[union-attr]
+    assert third.stop() is True
+
+
+def test_thresholds_below_the_detector_floor_warn_and_raise_an_alarm(
+    tmp_path: Path, services: list[EdgeService], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = service_config(
+        tmp_path,
+        model={"path": str(DEFAULT_MODEL), "conf": 0.25},
+        thresholds={"classes": {"spur": {"min_confidence": 0.1}, "copper": {"min_confidence": 0.2, "enabled": False}}},
+        mqtt={"enabled": False},
+    )
+    caplog.set_level(logging.WARNING, logger="inspector.service")
+    service = start(services, config)
+    warned = [r.getMessage() for r in caplog.records if "score floor" in r.getMessage()]
+    assert len(warned) == 1 and "min_confidence of spur is below" in warned[0] and "copper" not in warned[0]
+
+    def alarms(c: httpx.Client) -> list[str]:
+        return [a["name"] for a in c.get("/api/stats").json()["alarms"]]
+
+    assert service.dashboard_url and service.first_password
+    with httpx.Client(base_url=service.dashboard_url, timeout=30) as c:
+        assert "thresholds_below_floor" in alarms(c)
+        auth = login(c, service.first_password)
+        put_thresholds(c, auth, 1, {"classes": {"spur": {"min_confidence": 0.3}}}, "above the floor")
+        assert "thresholds_below_floor" not in alarms(c)
+        caplog.clear()
+        put_thresholds(c, auth, 2, {"default": {"min_confidence": 0.05}}, "below again")
+        assert "thresholds_below_floor" in alarms(c)
+    assert any("thresholds v3" in r.getMessage() and "score floor" in r.getMessage() for r in caplog.records)
+
+
+def test_below_floor_names_only_enabled_classes_of_the_model() -> None:
+    rules = Thresholds.model_validate(
+        {"default": {"min_confidence": 0.1}, "classes": {"a": {"min_confidence": 0.3}, "b": {"enabled": False}}}
+    )
+    assert below_floor(rules, {0: "a", 1: "b", 2: "c"}, 0.25) == ["c"]  # c uses the default
+    assert below_floor(rules, {0: "a", 1: "b", 2: "c"}, 0.1) == []
+    assert below_floor(rules, {0: "a"}, 0.5) == ["a"]
+
+
+def test_recipe_switch_names_defects_with_the_new_models_classes(
+    tmp_path: Path, services: list[EdgeService], yolov8n_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Default recipe: the 2-class test model (rect, circle); `cmd/recipe pcb` switches to the DeepPCB model. The
+    verdicts on MQTT and in the JSON lines name each part's defects with its own recipe's classes."""
+    low = {"default": {"min_confidence": 0.001}}  # every box is a defect: each part names some classes
+    config = service_config(
+        tmp_path,
+        model={"path": str(yolov8n_onnx), "conf": 0.001},
+        thresholds=low,
+        recipes={"pcb": {"model": {"path": str(DEFAULT_MODEL), "conf": 0.001}, "thresholds": low}},
+    )
+    stream = io.StringIO()
+    caplog.set_level(logging.WARNING, logger="inspector.service")
+    service = start(services, config, extra_sinks=[JsonlSink(stream)])
+    assert service.broker is not None
+    with Recorder(service.broker.url, [f"{ROOT_TOPIC}/verdict", f"{ROOT_TOPIC}/events"]) as rec:
+        rec.wait_count("verdict", 2, WAIT_S)
+        publish(service.broker.url, f"{ROOT_TOPIC}/cmd/recipe", json.dumps({"recipe": "pcb"}))
+        assert rec.wait_for(lambda r: any(p.get("recipe") == "pcb" for p in r.payloads("events")), WAIT_S)
+        assert rec.wait_for(lambda r: sum(p["recipe"] == "pcb" for p in r.payloads("verdict")) >= 3, WAIT_S)
+        service.stop()
+        published = rec.payloads("verdict")
+
+    def classes(items: list[dict[str, Any]], recipe: str) -> set[str]:
+        return {d["class"] for p in items if p["recipe"] == recipe for d in p["defects"]}
+
+    assert classes(published, "default") and classes(published, "default") <= {"rect", "circle"}
+    assert classes(published, "pcb") and classes(published, "pcb") <= PCB_NAMES
+    written = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert classes(written, "default") and classes(written, "default") <= {"rect", "circle"}
+    assert classes(written, "pcb") and classes(written, "pcb") <= PCB_NAMES
+    assert set(service.store.names.values()) == PCB_NAMES  # the store names what it shows after the switch
+    assert any("differ from those the dashboard started with" in r.getMessage() for r in caplog.records)
