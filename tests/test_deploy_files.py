@@ -418,7 +418,10 @@ def _compose_command() -> list[str] | None:
         if probe.returncode == 0:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
-        return ["docker-compose"]
+        # Compose v1 (Debian's docker-compose 1.29) predates the Compose spec the file uses (`name:`).
+        probe = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True, check=False)
+        if probe.stdout.strip().startswith("2"):
+            return ["docker-compose"]
     return None
 
 
