@@ -62,7 +62,9 @@ class AppDeps:
         line whose recipe (and so holder) can change: `lambda: pipeline.thresholds`.
     stats: the pipeline's stats dict, passed through (`ledger`, `rates`, `latency_ms`, `per_class_rejects`,
         `alarms`, ...); missing keys are fine.
-    names: class id -> name of the running model.
+    names: class id -> name of the running model; or a function returning them, for a line whose recipe (and so
+        model) can change: `lambda: pipeline.names`. Read on each request, so edits are checked against the
+        classes of the model in use now.
     config: the dashboard section of the line config.
     on_thresholds_changed: called as (old, new, user) after an edit is installed (the MQTT link announces it).
     users: accounts to use; None means `config.users`, and when that is empty too a first-start editor account
@@ -77,7 +79,7 @@ class AppDeps:
     store: Store
     thresholds: ThresholdsHolder | Callable[[], ThresholdsHolder]
     stats: Callable[[], dict[str, Any]]
-    names: dict[int, str]
+    names: dict[int, str] | Callable[[], dict[int, str]]
     config: DashboardConfig = field(default_factory=DashboardConfig)
     on_thresholds_changed: Callable[[Thresholds, Thresholds, str], None] | None = None
     users: dict[str, UserConfig] | None = None
@@ -90,6 +92,11 @@ class AppDeps:
     def holder(self) -> ThresholdsHolder:
         """The thresholds holder in use now."""
         return self.thresholds if isinstance(self.thresholds, ThresholdsHolder) else self.thresholds()
+
+    def current_names(self) -> dict[int, str]:
+        """Class id -> name of the model in use now, in id order."""
+        names = self.names() if callable(self.names) else self.names
+        return dict(sorted(names.items()))
 
 
 # --------------------------------------------------------------------------------------------------- models
@@ -501,8 +508,6 @@ StrictLogin = _strict(LoginRequest)
 def create_app(deps: AppDeps) -> FastAPI:
     """Build the dashboard app. The caller runs it (uvicorn) and owns the store, holder and pipeline."""
     started = time.monotonic()
-    names = dict(sorted(deps.names.items()))
-    class_names = list(names.values())
     users = dict(deps.users) if deps.users is not None else dict(deps.config.users)
     if not users:
         users, password = bootstrap_users({}, deps.store)
@@ -720,7 +725,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     )
     def get_thresholds() -> ThresholdsState:
         """The thresholds in use and the model's class names."""
-        return ThresholdsState(thresholds=deps.holder().get(), class_names=class_names)
+        return ThresholdsState(thresholds=deps.holder().get(), class_names=list(deps.current_names().values()))
 
     @app.get(
         "/api/thresholds/history",
@@ -742,6 +747,7 @@ def create_app(deps: AppDeps) -> FastAPI:
         rows = deps.store.audit(limit=limit + 1, before=before)
         more = len(rows) > limit
         rows = rows[:limit]
+        class_names = list(deps.current_names().values())
         return AuditPage(items=[_audit_out(r, class_names) for r in rows], next_before=rows[-1].id if more else None)
 
     @app.post(
@@ -758,7 +764,8 @@ def create_app(deps: AppDeps) -> FastAPI:
         The store holds what the detector found above its own score floor: a `min_confidence` below that floor
         cannot bring back boxes the detector never reported.
         """
-        _validate(body.thresholds, class_names)
+        names = deps.current_names()
+        _validate(body.thresholds, list(names.values()))
         current = deps.holder().get()
         proposed = body.thresholds.plain()
         parts = deps.store.recent_parts(body.parts or deps.preview_parts)
@@ -816,6 +823,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     ) -> ThresholdsState:
         """Install new thresholds (editor role). `version` is the version the edit was made on: if the line has
         moved on since, nothing changes and the answer is 409. The change is audited with the user and comment."""
+        class_names = list(deps.current_names().values())
         _validate(body.thresholds, class_names)
         with edit_lock:
             old = deps.holder().get()
@@ -875,21 +883,33 @@ def create_app(deps: AppDeps) -> FastAPI:
         return await http_exception_handler(request, exc)
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    _finish_schema(app, class_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view)
+    _finish_schema(
+        app, deps.current_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view
+    )
     return app
 
 
-def _finish_schema(app: FastAPI, class_names: list[str], *, required: set[tuple[str, str]], all_required: bool) -> None:
+def _finish_schema(
+    app: FastAPI,
+    names: Callable[[], dict[int, str]],
+    *,
+    required: set[tuple[str, str]],
+    all_required: bool,
+) -> None:
     """Say in the schema what FastAPI cannot infer, so that it matches what the app does:
 
     - the session is optional (`{}` among the security requirements, per OpenAPI) where it is: FastAPI lists the
       bearer / cookie schemes on every route that looks at the session, even with `auto_error=False`;
-    - the class names a client may put under `classes` are the model's.
+    - the class names a client may put under `classes` are those of the model in use (`names()`); the cached
+      schema is rebuilt when they change (a recipe switch to a model with other classes).
     """
     build = app.openapi
+    built_for: list[list[str]] = []  # the class names the cached schema lists
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        class_names = list(names().values())
+        if app.openapi_schema is None or built_for != [class_names]:
+            app.openapi_schema = None  # FastAPI's own openapi() returns its cached schema otherwise
             spec = build()
             for path, ops in spec.get("paths", {}).items():
                 for method, op in ops.items():
@@ -901,6 +921,7 @@ def _finish_schema(app: FastAPI, class_names: list[str], *, required: set[tuple[
             if classes is not None:
                 classes.update({"propertyNames": {"enum": class_names}} if class_names else {"maxProperties": 0})
             app.openapi_schema = spec
+            built_for[:] = [class_names]
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -53,7 +53,12 @@ class SyntheticConfig(_Section):
 class CameraConfig(_Section):
     id: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]+$", description="camera name, used in MQTT topics")
     source: Literal["synthetic", "folder", "opencv"] = "synthetic"
-    uri: str = Field("", description="folder path; or USB index, RTSP/HTTP URL or video file for opencv")
+    uri: str = Field(
+        "",
+        description="folder path; or USB index, RTSP/HTTP URL or video file for opencv. A folder may carry ground "
+        "truth: a truth.json manifest (as `python -m inspector.sim folder` writes) or good/ and bad/ (also ok/, "
+        "ng/) subfolders",
+    )
     loop: bool = Field(False, description="folder / video file: start again at the end")
     realtime: bool = Field(False, description="video file: pace frames at the file's own fps")
     fps: float | None = Field(None, gt=0, description="pace any source at this many frames (parts) a second")

@@ -12,8 +12,7 @@ changes them in the YAML raises their `version` above QA's last one for the chan
 
 Recipes with other class names: the PLC link (and any extra sink with a `names` attribute) names each verdict's
 defects with the class names of that verdict's recipe; the store names what it shows after a switch with the new
-model's names. The dashboard's thresholds editor keeps the class names of the recipe active at start (a warning
-says so when a switch changes them).
+model's names, and the dashboard's thresholds editor follows the active recipe's class names.
 
 The detector's score floor (`model.conf`) drops detections before the decision rules see them, so a class
 `min_confidence` below it has no effect: the service logs a warning and raises a dashboard alarm whenever the
@@ -123,7 +122,6 @@ class EdgeService:
         # Per loaded recipe: its class names and its thresholds holder (to tell whose thresholds an edit changed).
         self._names_by_recipe: dict[str, dict[int, str]] = {}
         self._holders: dict[str, ThresholdsHolder] = {}
-        self._dashboard_names: dict[int, str] | None = None
         self._floor_alarm: str | None = None
         self._line_started = False
 
@@ -227,14 +225,6 @@ class EdgeService:
         self._holders[recipe] = pipeline.thresholds
         if self.store is not None:
             self.store.names = names
-        if self._dashboard_names is not None and names != self._dashboard_names:
-            log.warning(
-                "recipe %s: its model's classes %s differ from those the dashboard started with %s; the "
-                "dashboard's thresholds editor keeps the start names until the service restarts",
-                recipe,
-                sorted(names.values()),
-                sorted(self._dashboard_names.values()),
-            )
         self._check_floor(recipe, pipeline.thresholds.get(), names)
 
     def _on_recipe(self, recipe: str) -> None:
@@ -334,12 +324,11 @@ class EdgeService:
                 facts["mqtt"] = {"connected": info.get("connected"), "protocol": info.get("protocol")}
             return facts
 
-        self._dashboard_names = dict(pipeline.names)
         deps = AppDeps(
             store=self.store,
             thresholds=lambda: pipeline.thresholds,
             stats=self._stats,
-            names=self._dashboard_names,
+            names=lambda: pipeline.names,
             config=config,
             on_thresholds_changed=on_change,
             users=users,

@@ -187,6 +187,46 @@ def test_thresholds_edit_is_versioned_validated_and_audited(tmp_path: Path) -> N
         assert [h["version"] for h in history] == [2, 1] and history[0]["user"] == "qa"
 
 
+def test_class_names_follow_a_recipe_switch(tmp_path: Path) -> None:
+    """`names` as a function: edits are checked against the classes of the model in use at request time."""
+    deps, line = make_deps(tmp_path)
+    active = {"names": dict(NAMES)}
+    deps.names = lambda: active["names"]
+    line.run_parts(5)
+    assert deps.store.flush(), "store did not flush"
+    app = create_app(deps)
+
+    def listed(c: httpx.Client) -> list[str]:
+        spec = c.get("/openapi.json").json()
+        return spec["components"]["schemas"]["ThresholdsIn"]["properties"]["classes"]["propertyNames"]["enum"]
+
+    try:
+        with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as c:
+            assert c.get("/api/thresholds").json()["class_names"] == ["rect", "circle"]
+            assert listed(c) == ["rect", "circle"]
+            login(c, EDITOR)
+
+            active["names"] = {0: "scratch", 1: "hole"}  # the recipe switched to a model with other classes
+            assert c.get("/api/thresholds").json()["class_names"] == ["scratch", "hole"]
+            assert listed(c) == ["scratch", "hole"]
+            new_rule = {"classes": {"hole": {"min_confidence": 0.7}}}
+            assert c.post("/api/thresholds/preview", json={"thresholds": new_rule}).status_code == 200
+            r = c.put("/api/thresholds", json={"version": 1, "thresholds": new_rule})
+            assert r.status_code == 200, r.text
+            assert r.json()["class_names"] == ["scratch", "hole"] and deps.holder().get().version == 2
+            assert deps.holder().get().for_class("hole").min_confidence == 0.7
+
+            for unknown in ("rect", "dent"):  # a start class the model no longer has, and one it never had
+                body = {"version": 2, "thresholds": {"classes": {unknown: {"min_confidence": 0.5}}}}
+                r = c.put("/api/thresholds", json=body)
+                assert 400 <= r.status_code < 500 and unknown in r.text, r.text
+                r = c.post("/api/thresholds/preview", json={"thresholds": body["thresholds"]})
+                assert 400 <= r.status_code < 500, r.text
+            assert deps.holder().get().version == 2
+    finally:
+        deps.store.close()
+
+
 def test_preview_redecides_recent_parts_without_changing_anything(tmp_path: Path) -> None:
     with dashboard(tmp_path, parts=60) as d, httpx.Client(base_url=d.base_url, timeout=30) as c:
         proposed = Thresholds.model_validate(RAISE_RECT)

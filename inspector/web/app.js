@@ -236,23 +236,33 @@ function addVerdict(verdict) {
   renderGallery();
 }
 
+// Keyed by part id: tiles already shown are kept (their images stay loaded), new ones are added in order and
+// those no longer among the newest GALLERY_SIZE are dropped. Rebuilding every <img> would flash the gallery.
 function renderGallery() {
   const gallery = $("gallery");
-  gallery.replaceChildren();
-  if (!state.gallery.length) gallery.append(el("p", { class: "muted", text: "No rejects yet." }));
-  for (const v of state.gallery) {
-    const picture = v.image_url
-      ? el("img", { src: `${v.image_url}?width=360`, alt: `part ${v.part_id}`, loading: "lazy" })
-      : el("div", { class: "noimg", text: "no image kept" });
-    const reasons = v.reasons.length ? v.reasons.join(", ") : "—";
-    gallery.append(
-      el("figure", { class: "shot", "data-part": v.part_id, onclick: () => openViewer(v.part_id) },
-        picture,
-        el("figcaption", {},
-          el("span", { class: "reasons", text: reasons }),
-          el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${fmtTime(v.ts)}` }))));
-  }
-  $("gallery-note").textContent = state.gallery.length ? `newest ${state.gallery.length}` : "";
+  const shown = new Map();
+  for (const node of gallery.querySelectorAll(":scope > figure.shot")) shown.set(node.dataset.part, node);
+  const wanted = state.gallery.slice(0, GALLERY_SIZE).map((v) => shown.get(String(v.part_id)) || galleryTile(v));
+  const keep = new Set(wanted);
+  for (const node of [...gallery.children]) if (!keep.has(node)) node.remove();
+  // Put the tiles in order, moving only those out of place (new tiles go in before the older ones).
+  wanted.forEach((node, i) => {
+    if (gallery.children[i] !== node) gallery.insertBefore(node, gallery.children[i] || null);
+  });
+  if (!wanted.length) gallery.append(el("p", { class: "muted", text: "No rejects yet." }));
+  $("gallery-note").textContent = wanted.length ? `newest ${wanted.length}` : "";
+}
+
+function galleryTile(v) {
+  const picture = v.image_url
+    ? el("img", { src: `${v.image_url}?width=360`, alt: `part ${v.part_id}`, loading: "lazy" })
+    : el("div", { class: "noimg", text: "no image kept" });
+  const reasons = v.reasons.length ? v.reasons.join(", ") : "—";
+  return el("figure", { class: "shot", "data-part": v.part_id, onclick: () => openViewer(v.part_id) },
+    picture,
+    el("figcaption", {},
+      el("span", { class: "reasons", text: reasons }),
+      el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${fmtTime(v.ts)}` })));
 }
 
 async function openViewer(partId) {
