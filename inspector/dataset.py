@@ -131,7 +131,8 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
         "train": "images/train",
         "val": "images/val",
         "names": DEEPPCB_NAMES,
-        # Not an Ultralytics key: where our eval finds the defect-free parts of the held-out split.
+        # Not an Ultralytics key: where eval and calibrate find each split's defect-free parts.
+        "templates_train": "templates/train",
         "templates_val": "templates/val",
     }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

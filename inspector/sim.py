@@ -911,6 +911,7 @@ def write_dataset(
         "train": "images/train",
         "val": "images/val",
         "names": DEEPPCB_NAMES,
+        "templates_train": "templates/train",
         "templates_val": "templates/val",
     }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
