@@ -25,7 +25,15 @@ from pathlib import Path
 import cv2
 import yaml
 
-__all__ = ["DEEPPCB_NAMES", "DeepPCBPair", "import_deeppcb", "main", "read_deeppcb_annotation"]
+__all__ = [
+    "DEEPPCB_NAMES",
+    "DeepPCBPair",
+    "held_out_stems",
+    "import_deeppcb",
+    "list_deeppcb_pairs",
+    "main",
+    "read_deeppcb_annotation",
+]
 
 # DeepPCB type k is our class k-1.
 DEEPPCB_NAMES: dict[int, str] = {0: "open", 1: "short", 2: "mousebite", 3: "spur", 4: "copper", 5: "pin-hole"}
@@ -87,6 +95,14 @@ def list_deeppcb_pairs(src: Path) -> list[DeepPCBPair]:
     return pairs
 
 
+def held_out_stems(pairs: list[DeepPCBPair], val_fraction: float = 0.2, seed: int = 0) -> set[str]:
+    """The stems of the pairs that go to the held-out split: a seeded shuffle, the first `val_fraction` of it."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(pairs) * val_fraction))
+    return {pairs[i].stem for i in order[:n_val]}
+
+
 def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0) -> dict[str, int]:
     """Convert DeepPCB at `src` into a YOLO dataset at `out`. Returns counts per split.
 
@@ -97,10 +113,7 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
     pairs = list_deeppcb_pairs(src)
     if not pairs:
         raise ValueError(f"{src}: the index lists no image pairs")
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(pairs) * val_fraction))
-    val_ids = {pairs[i].stem for i in order[:n_val]}
+    val_ids = held_out_stems(pairs, val_fraction, seed)
 
     split_of: dict[str, list[str]] = {"train": [], "val": []}
     counts = {"train": 0, "val": 0, "boxes": 0, "templates": 0}
