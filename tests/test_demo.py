@@ -26,16 +26,9 @@ import httpx
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.web_helpers import ARTIFACTS, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_S = 60.0  # generous: two shared cores, one of them busy training
 SUMMARY = re.compile(r"parts +\d+ +rejected +\d+ .*escapes +\d+ +false rejects +\d+ +latency p50 +[\d.]+ ms")
 

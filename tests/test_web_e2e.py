@@ -16,18 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.web_helpers import EDITOR, VIEWER, dashboard
+from tests.web_helpers import ARTIFACTS, CHROMIUM_ARGS, EDITOR, VIEWER, dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 30_000  # generous: two shared cores
 
 

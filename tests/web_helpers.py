@@ -34,6 +34,18 @@ EDITOR = ("qa", "qa-editor-pass")
 VIEWER = ("op", "op-viewer-pass")
 
 
+# Headless Debian Chromium as root on a machine with no internet: no sandbox, no GPU, no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # screenshots kept by the browser tests
+
+
 def make_users() -> dict[str, UserConfig]:
     """An editor and a viewer; few PBKDF2 iterations so that logins are cheap in tests."""
     return {
