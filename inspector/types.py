@@ -161,9 +161,7 @@ class Thresholds(BaseModel):
     roi: list[tuple[float, float]] | None = Field(
         None, description="polygon in image pixels; detections whose centre lies outside are ignored"
     )
-    on_error: Decision = Field(
-        default=Decision.REJECT, description="decision for a part that could not be inspected"
-    )
+    on_error: Decision = Field(default=Decision.REJECT, description="decision for a part that could not be inspected")
 
     @field_validator("roi")
     @classmethod
@@ -174,13 +172,6 @@ class Thresholds(BaseModel):
 
     def for_class(self, name: str) -> ClassThresholds:
         return self.classes.get(name, self.default)
-
-    def next_version(self, **changes: Any) -> Thresholds:
-        """A copy with `changes` applied and the version counted up."""
-        data = self.model_dump()
-        data.update(changes)
-        data["version"] = self.version + 1
-        return Thresholds.model_validate(data)
 
 
 @dataclass(slots=True)
