@@ -24,9 +24,7 @@ def import_ultralytics() -> Any:
     try:
         import ultralytics
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise SystemExit(
-            "inspector: this command needs the training extra: pip install 'inspector[train]'"
-        ) from exc
+        raise SystemExit("inspector: this command needs the training extra: pip install 'inspector[train]'") from exc
     return ultralytics
 
 
@@ -99,9 +97,7 @@ def train(
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="inspector train", description="Train a detector from a model yaml."
-    )
+    parser = argparse.ArgumentParser(prog="inspector train", description="Train a detector from a model yaml.")
     parser.add_argument("--data", type=Path, required=True, help="Ultralytics dataset yaml")
     parser.add_argument("--model", default="yolov8n.yaml", help="model yaml, e.g. yolov8n.yaml, yolo11n.yaml")
     parser.add_argument("--imgsz", type=int, default=320)
@@ -113,9 +109,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default="train")
     parser.add_argument("--resume", type=Path, help="resume from this last.pt")
     parser.add_argument("--checkpoint-copy", type=Path, help="copy last.pt here after every epoch")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra train argument"
-    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train argument")
     args = parser.parse_args(argv)
     extra: dict[str, Any] = {}
     for item in args.set:
