@@ -33,6 +33,7 @@ __all__ = [
     "list_deeppcb_pairs",
     "main",
     "read_deeppcb_annotation",
+    "write_data_yaml",
 ]
 
 # DeepPCB type k is our class k-1.
@@ -103,6 +104,20 @@ def held_out_stems(pairs: list[DeepPCBPair], val_fraction: float = 0.2, seed: in
     return {pairs[i].stem for i in order[:n_val]}
 
 
+def write_data_yaml(out: Path, names: dict[int, str] = DEEPPCB_NAMES) -> None:
+    """Write `out/data.yaml` for our YOLO layout (images, labels and templates per split under `out`)."""
+    data = {
+        "path": str(out.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": names,
+        # Not Ultralytics keys: where eval and calibrate find each split's defect-free parts.
+        "templates_train": "templates/train",
+        "templates_val": "templates/val",
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0) -> dict[str, int]:
     """Convert DeepPCB at `src` into a YOLO dataset at `out`. Returns counts per split.
 
@@ -139,16 +154,7 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
         counts[split] += 1
         counts["boxes"] += len(boxes)
 
-    data = {
-        "path": str(out.resolve()),
-        "train": "images/train",
-        "val": "images/val",
-        "names": DEEPPCB_NAMES,
-        # Not an Ultralytics key: where eval and calibrate find each split's defect-free parts.
-        "templates_train": "templates/train",
-        "templates_val": "templates/val",
-    }
-    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_data_yaml(out)
     (out / "split.json").write_text(
         json.dumps({"source": str(src), "seed": seed, "val_fraction": val_fraction, **split_of}, indent=1)
     )

@@ -43,10 +43,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from inspector.config import SyntheticConfig
-from inspector.dataset import DEEPPCB_NAMES
+from inspector.dataset import DEEPPCB_NAMES, write_data_yaml
 from inspector.types import SourceError
 
 __all__ = [
@@ -906,15 +905,7 @@ def write_dataset(
         counts[split] += 1
         counts["boxes"] += len(part.boxes)
         counts["defective"] += int(part.defective)
-    data = {
-        "path": str(out.resolve()),
-        "train": "images/train",
-        "val": "images/val",
-        "names": DEEPPCB_NAMES,
-        "templates_train": "templates/train",
-        "templates_val": "templates/val",
-    }
-    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_data_yaml(out)
     meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size, "margin": margin}
     (out / "split.json").write_text(json.dumps({**meta, "val_fraction": val_fraction, **split_of}, indent=1))
     return counts
