@@ -39,6 +39,7 @@ def run_bench(
     mode: Literal["latency", "throughput"] = "throughput",
     sessions: int = 0,
     threads: int = 0,
+    spinning: bool = False,
     max_batch: int = 1,
     rate: float | None = None,
     warmup: int | None = None,
@@ -48,7 +49,7 @@ def run_bench(
     warmup: frames run through the same detectors first, unmeasured (default: enough for every session to see
     every batch size once, so onnxruntime's allocations for them happen before timing).
     """
-    model_cfg = ModelConfig(path=model, sessions=sessions, threads=threads)
+    model_cfg = ModelConfig(path=model, sessions=sessions, threads=threads, spinning=spinning)
     n_sessions, n_threads = session_plan(mode, model_cfg)
     recipe = load_recipe("bench", model_cfg, Thresholds(), mode, max_batch, sessions=n_sessions)
     batch = recipe.detectors[0].max_batch if mode == "throughput" else 1
@@ -76,6 +77,7 @@ def run_bench(
         "mode": mode,
         "sessions": n_sessions,
         "threads": n_threads,
+        "spinning": spinning,
         "max_batch": config.max_batch if mode == "throughput" else 1,
         "rate": rate,
         "frames": count,
@@ -98,6 +100,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=["throughput", "latency"], default="throughput")
     parser.add_argument("--sessions", type=int, default=0, help="inference sessions (0: auto for the mode)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads per session (0: auto)")
+    parser.add_argument(
+        "--spinning", action="store_true", help="let onnxruntime's threads busy-wait (config model.spinning)"
+    )
     parser.add_argument("--batch", type=int, default=1, help="largest batch of waiting parts (throughput mode)")
     parser.add_argument("--rate", type=float, help="feed frames at this many per second (default: as fast as it goes)")
     parser.add_argument("--max-distinct", type=int, default=200, help="decode at most this many frames of SOURCE")
@@ -118,6 +123,7 @@ def main(argv: list[str]) -> int:
             mode=args.mode,
             sessions=args.sessions,
             threads=args.threads,
+            spinning=args.spinning,
             max_batch=args.batch,
             rate=args.rate,
             warmup=args.warmup,
@@ -127,7 +133,9 @@ def main(argv: list[str]) -> int:
         return 2
     lat = result["latency_ms"]
     print(
-        f"mode {result['mode']} ({result['sessions']} session(s) x {result['threads'] or 'auto'} thread(s), "
+        f"mode {result['mode']} ({result['sessions']} session(s) x {result['threads'] or 'auto'} thread(s)"
+        + (", spinning" if args.spinning else "")
+        + ", "
         f"batch <= {result['max_batch']}), {result['frames']} frames from {len(frames)} distinct"
         + (f" at {args.rate:g}/s" if args.rate else "")
     )

@@ -89,6 +89,12 @@ class ModelConfig(_Section):
     sessions: int = Field(
         0, ge=0, description="parallel inference sessions; 0: auto (latency: 1, throughput: one per core)"
     )
+    spinning: bool = Field(
+        False,
+        description="let onnxruntime's threads busy-wait between operators (its own default): about 15 % more "
+        "frames/s from a multi-thread session on the 2-core box, but a p99 latency several ms longer, because the "
+        "spinning threads hold the cores the pipeline's own threads need (bench/pipeline-results.md)",
+    )
     conf: float = Field(0.25, ge=0.0, le=1.0, description="detector score floor before the decision rules")
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU threshold")
     max_det: int = Field(300, ge=1)

@@ -265,6 +265,9 @@ class OnnxDetector:
 
     path: the .onnx file. providers: "cpu", "cuda", "tensorrt", "openvino" (or onnxruntime names), in preference
     order; missing ones fall back to CPU with a warning. threads: onnxruntime intra-op threads (0 = its default).
+    spinning: let onnxruntime's intra-op threads busy-wait for work (its default). False makes them sleep between
+    operators: a little slower per frame, but they no longer take the cores from the pipeline's own threads, which
+    shortens the latency tail (bench/pipeline-results.md). Irrelevant for a single-thread session.
     conf / iou / max_det: defaults for `detect` / `postprocess` (Ultralytics': 0.25, 0.7, 300).
     names / imgsz (h, w) / stride: fallbacks for a model without Ultralytics metadata; the metadata wins, and a
     value here that disagrees with it is logged. max_batch: most images in one run for a dynamic batch axis.
@@ -283,6 +286,7 @@ class OnnxDetector:
         *,
         providers: Sequence[str] = ("cpu",),
         threads: int = 0,
+        spinning: bool = True,
         conf: float = 0.25,
         iou: float = 0.7,
         max_det: int = 300,
@@ -308,6 +312,8 @@ class OnnxDetector:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(0, int(threads))
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # onnxruntime's own warnings go to stderr unformatted; we log our own
         wanted = _resolve_providers(providers)
         try:
@@ -684,6 +690,7 @@ def load_detector(config: ModelConfig, **overrides: Any) -> OnnxDetector:
     kwargs: dict[str, Any] = {
         "providers": list(config.providers),
         "threads": config.threads,
+        "spinning": config.spinning,
         "conf": config.conf,
         "iou": config.iou,
         "max_det": config.max_det,

@@ -530,6 +530,19 @@ def test_load_detector_from_config(yolov8n_onnx: Path) -> None:
         load_detector(ModelConfig(path=yolov8n_onnx.parent / "missing.onnx"))
 
 
+def test_thread_spinning_follows_the_config(yolov8n_onnx: Path) -> None:
+    """`model.spinning` (off by default: the shorter latency tail) reaches the onnxruntime session."""
+
+    def spinning(det: OnnxDetector) -> str:
+        return det.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    off = load_detector(ModelConfig(path=yolov8n_onnx), warmup=False)
+    assert spinning(off) == "0"
+    on = load_detector(ModelConfig(path=yolov8n_onnx, spinning=True), warmup=False)
+    with pytest.raises(RuntimeError):  # not set: onnxruntime's own default, which spins
+        spinning(on)
+
+
 def test_half_precision_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     """A float16 export (`half=True`) is fed a float16 tensor."""
     onnx = pytest.importorskip("onnx")
