@@ -1,7 +1,8 @@
 """Ultralytics glue for training (extra `train`). Ultralytics and torch are imported inside functions only.
 
-Training always starts from a model yaml (architecture only, random weights) so that nothing is downloaded;
-`YOLO_OFFLINE=1` is set before Ultralytics is imported for the same reason.
+Training starts from a model yaml (the architecture) with random weights, or with weights from an earlier run of
+ours (`init_weights`: a local file, e.g. the 320 model's best.pt to fine-tune at a larger input size), so that
+nothing is downloaded; `YOLO_OFFLINE=1` is set before Ultralytics is imported for the same reason.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def train(
     workers: int = 2,
     device: str = "cpu",
     extra: dict[str, Any] | None = None,
+    init_weights: Path | None = None,
 ) -> Path:
     """Train (or resume) and return the path of the best weights.
 
     checkpoint_copy: after every epoch the latest `last.pt` is copied there (replaced, not accumulated), so a
     session that is stopped can resume from a committed file.
+    init_weights: start from the weights of this local .pt (layers whose shapes match `model` are taken over)
+    instead of random ones.
     """
     ultralytics = import_ultralytics()
     if resume is not None:
@@ -56,6 +60,8 @@ def train(
     else:
         if not str(model).endswith((".yaml", ".yml")):
             raise ValueError(f"model must be a yaml (architecture), not weights: {model}")
+        if init_weights is not None and not Path(init_weights).is_file():
+            raise FileNotFoundError(f"--init-weights: no such file: {init_weights}")
         yolo = ultralytics.YOLO(model)
         overrides = {
             "data": str(data),
@@ -67,7 +73,7 @@ def train(
             "exist_ok": True,
             "workers": workers,
             "device": device,
-            "pretrained": False,
+            "pretrained": str(init_weights) if init_weights is not None else False,
             "plots": False,  # plotting fetches a font from the internet
             "amp": False,  # the AMP check downloads a model
             "flipud": 0.5,  # a PCB has no up or down
@@ -109,6 +115,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default="train")
     parser.add_argument("--resume", type=Path, help="resume from this last.pt")
     parser.add_argument("--checkpoint-copy", type=Path, help="copy last.pt here after every epoch")
+    parser.add_argument(
+        "--init-weights", type=Path, help="start from this local .pt of an earlier run (to fine-tune at a new size)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train argument")
     args = parser.parse_args(argv)
     extra: dict[str, Any] = {}
@@ -132,6 +141,7 @@ def main(argv: list[str]) -> int:
             args.workers,
             args.device,
             extra,
+            args.init_weights,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"inspector train: {exc}", file=sys.stderr)

@@ -173,6 +173,20 @@ def test_train_one_epoch_writes_weights(chain: Chain) -> None:
     assert chain.best.exists() and chain.best.stat().st_size > 1_000_000
 
 
+def test_train_from_earlier_weights_at_another_size(chain: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+    """--init-weights fine-tunes from our own .pt (here at a new input size); a missing file is a clear error."""
+    torch = pytest.importorskip("torch")
+    common = ["train", "--data", str(chain.data), "--epochs", "1", "--batch", "4", "--workers", "0"]
+    common += ["--project", str(chain.root / "runs"), "--set", "cache=false"]
+    rc = cli([*common, "--imgsz", "96", "--name", "finetune", "--init-weights", str(chain.best)])
+    assert rc == 0
+    ckpt = torch.load(chain.root / "runs" / "finetune" / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["pretrained"] == str(chain.best) and ckpt["train_args"]["imgsz"] == 96
+    capsys.readouterr()
+    assert cli([*common, "--name", "nope", "--init-weights", str(chain.root / "missing.pt")]) == 1
+    assert "--init-weights: no such file" in capsys.readouterr().err
+
+
 def test_export_variants_keep_metadata_and_dynamic_batch(chain: Chain) -> None:
     import onnx
     import onnxruntime as ort
