@@ -10,6 +10,11 @@ Output layout (Ultralytics YOLO format):
     OUT/templates/{train,val}/<id>.jpg    defect-free templates (for false-reject measurement, never trained on)
     OUT/data.yaml                         Ultralytics dataset file (names, paths)
     OUT/split.json                        which id went where, and the seed
+
+`inspector dataset mix OUT --base DATA.yaml [--backgrounds N] [--add DATA.yaml ...]` writes a training mix without
+copying images: OUT/train.txt lists the base's training images, N of its training templates (defect-free parts,
+no labels: Ultralytics' "background" images, which teach the model what a good part looks like) and the training
+images of the added datasets (e.g. synthetic line parts); OUT/data.yaml validates on the base's held-out split.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import yaml
@@ -32,6 +38,7 @@ __all__ = [
     "import_deeppcb",
     "list_deeppcb_pairs",
     "main",
+    "mix_datasets",
     "read_deeppcb_annotation",
     "write_data_yaml",
 ]
@@ -161,6 +168,73 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
     return counts
 
 
+def _split_dir(spec: dict[str, Any], key: str, data: Path) -> Path:
+    """A split folder named by an Ultralytics data.yaml (relative to its `path`, or to the yaml's folder)."""
+    if key not in spec:
+        raise ValueError(f"{data}: no {key!r} entry")
+    root = Path(spec.get("path") or data.parent)
+    if not root.is_absolute():
+        root = data.parent / root
+    folder = root / spec[key]
+    if not folder.is_dir():
+        raise ValueError(f"{data}: {key} folder {folder} does not exist")
+    return folder.resolve()
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
+
+
+def mix_datasets(
+    out: Path, base: Path, backgrounds: int = 0, add: list[Path] | None = None, seed: int = 0
+) -> dict[str, int]:
+    """Write OUT/train.txt and OUT/data.yaml: a training mix over existing datasets (see the module docstring).
+
+    base: a data.yaml from `import-deeppcb` (its val split and templates stay the held-out measurement).
+    backgrounds: how many of the base's training templates to add, unlabelled (a seeded sample).
+    add: more data.yaml files with the same class names; their training images are added.
+    Returns counts. Raises ValueError for a missing folder, too few templates or different class names.
+    """
+    spec = yaml.safe_load(base.read_text())
+    names = spec.get("names")
+    train = _images(_split_dir(spec, "train", base))
+    rows = [str(p) for p in train]
+    counts = {"base": len(train), "backgrounds": 0, "added": 0}
+    if backgrounds:
+        templates = _images(_split_dir(spec, "templates_train", base))
+        if backgrounds > len(templates):
+            raise ValueError(f"--backgrounds {backgrounds}: {base} has only {len(templates)} training templates")
+        # A template's path has no `images` folder, so Ultralytics finds no label for it: a background image.
+        picked = sorted(random.Random(seed).sample(templates, backgrounds))
+        rows += [str(p) for p in picked]
+        counts["backgrounds"] = len(picked)
+    for extra in add or []:
+        extra_spec = yaml.safe_load(extra.read_text())
+        if extra_spec.get("names") != names:
+            raise ValueError(f"{extra}: class names {extra_spec.get('names')} differ from {base}'s {names}")
+        images = _images(_split_dir(extra_spec, "train", extra))
+        rows += [str(p) for p in images]
+        counts["added"] += len(images)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.txt").write_text("\n".join(rows) + "\n")
+    data = {
+        "path": str(out.resolve()),
+        "train": "train.txt",
+        "val": str(_split_dir(spec, "val", base)),
+        "names": names,
+        "templates_val": str(_split_dir(spec, "templates_val", base)),
+        "mix": {
+            "base": str(base.resolve()),
+            "backgrounds": backgrounds,
+            "seed": seed,
+            "add": [str(a) for a in add or []],
+        },
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    counts["train"] = len(rows)
+    return counts
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="inspector dataset", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -169,10 +243,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("out", type=Path, help="output folder (created)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (0.2)")
     p.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    m = sub.add_parser("mix", help="a training list over datasets: base + background templates + others")
+    m.add_argument("out", type=Path, help="output folder for train.txt and data.yaml")
+    m.add_argument("--base", type=Path, required=True, help="data.yaml from import-deeppcb (validation comes from it)")
+    m.add_argument("--backgrounds", type=int, default=0, help="training templates to add without labels (0)")
+    m.add_argument("--add", type=Path, action="append", default=[], help="another data.yaml whose train split to add")
+    m.add_argument("--seed", type=int, default=0, help="seed of the template sample (0)")
     args = parser.parse_args(argv)
     try:
-        counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed)
-    except (OSError, ValueError) as exc:
+        if args.action == "mix":
+            counts = mix_datasets(args.out, args.base, args.backgrounds, args.add, args.seed)
+        else:
+            counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"inspector dataset: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"out": str(args.out), **counts}))

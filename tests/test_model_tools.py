@@ -169,6 +169,47 @@ def test_import_deeppcb_writes_yolo_layout(chain: Chain) -> None:
     )
 
 
+def test_mix_lists_base_backgrounds_and_added_sets_and_trains(chain: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dataset mix`: base training images + N unlabelled templates + another set's training images, validated on
+    the base's held-out split; Ultralytics trains on the list; bad requests are one-line errors."""
+    from inspector.sim import write_dataset
+
+    write_dataset(chain.root / "syn", n=4, val_fraction=0.5, size=SIZE)
+    out = chain.root / "mix"
+    mix = ["dataset", "mix", str(out), "--base", str(chain.data)]
+    assert cli([*mix, "--backgrounds", "2", "--add", str(chain.root / "syn" / "data.yaml")]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = (out / "train.txt").read_text().split()
+    base = yaml.safe_load(chain.data.read_text())
+    base_train = sorted((Path(base["path"]) / base["train"]).glob("*.jpg"))
+    assert rows[: len(base_train)] == [str(p.resolve()) for p in base_train]
+    templates = [r for r in rows if "/templates/" in r]
+    assert len(templates) == 2 and all(not Path(t).with_suffix(".txt").exists() for t in templates)
+    assert sum("syn_" in r for r in rows) == 2
+    assert counts == {"out": str(out), "base": N_PAIRS - 3, "backgrounds": 2, "added": 2, "train": N_PAIRS - 3 + 4}
+    spec = yaml.safe_load((out / "data.yaml").read_text())
+    assert Path(spec["val"]) == (Path(base["path"]) / base["val"]).resolve() and spec["names"] == base["names"]
+    # The same seed picks the same templates.
+    assert cli(["dataset", "mix", str(chain.root / "mix2"), "--base", str(chain.data), "--backgrounds", "2"]) == 0
+    assert [r for r in (chain.root / "mix2" / "train.txt").read_text().split() if "/templates/" in r] == templates
+    capsys.readouterr()
+
+    train = ["train", "--data", str(out / "data.yaml"), "--imgsz", "64", "--epochs", "1", "--batch", "4"]
+    rc = cli([*train, "--workers", "0", "--project", str(chain.root / "runs"), "--name", "mix", "--set", "cache=false"])
+    assert rc == 0 and (chain.root / "runs" / "mix" / "weights" / "last.pt").exists()
+    # Ultralytics' label cache of the mix: 13 images, the 2 templates without a label file (its backgrounds).
+    caches = [np.load(str(c), allow_pickle=True).item()["results"] for c in chain.root.rglob("train.cache")]
+    assert any(n == 13 and missing == 2 for _found, missing, _empty, _corrupt, n in caches), caches
+
+    assert cli([*mix, "--backgrounds", "999"]) == 1
+    assert "training templates" in capsys.readouterr().err
+    other = chain.root / "other.yaml"
+    syn_spec = yaml.safe_load((chain.root / "syn" / "data.yaml").read_text())
+    other.write_text(yaml.safe_dump({**syn_spec, "names": {0: "x"}}))
+    assert cli([*mix, "--add", str(other)]) == 1
+    assert "class names" in capsys.readouterr().err
+
+
 def test_train_one_epoch_writes_weights(chain: Chain) -> None:
     assert chain.best.exists() and chain.best.stat().st_size > 1_000_000
 
