@@ -7,7 +7,7 @@ region, and the annotation holds one defect a line, `x1 y1 x2 y2 type` (type 1..
 Output layout (Ultralytics YOLO format):
     OUT/images/{train,val}/<id>.jpg       inspected images
     OUT/labels/{train,val}/<id>.txt       `class cx cy w h`, normalised to [0, 1]
-    OUT/templates/{train,val}/<id>.jpg    defect-free templates (for false-reject measurement, never trained on)
+    OUT/templates/{train,val}/<id>.jpg    defect-free templates (false-reject measurement; `val` never trained on)
     OUT/data.yaml                         Ultralytics dataset file (names, paths)
     OUT/split.json                        which id went where, and the seed
 
