@@ -91,7 +91,7 @@ class ModelConfig(_Section):
     )
     spinning: bool = Field(
         False,
-        description="let onnxruntime's threads busy-wait between operators (its own default): about 15 % more "
+        description="let onnxruntime's threads busy-wait between operators (its own default): about 20 % more "
         "frames/s from a multi-thread session on the 2-core box, but a p99 latency several ms longer, because the "
         "spinning threads hold the cores the pipeline's own threads need (bench/pipeline-results.md)",
     )

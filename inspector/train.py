@@ -1,7 +1,7 @@
 """Ultralytics glue for training (extra `train`). Ultralytics and torch are imported inside functions only.
 
 Training starts from a model yaml (the architecture) with random weights, or with weights from an earlier run of
-ours (`init_weights`: a local file, e.g. the 320 model's best.pt to fine-tune at a larger input size), so that
+ours (`init_weights`: a local file, e.g. the 320 model's final weights to fine-tune at a larger input size), so that
 nothing is downloaded; `YOLO_OFFLINE=1` is set before Ultralytics is imported for the same reason.
 """
 
