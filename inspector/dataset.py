@@ -14,7 +14,8 @@ Output layout (Ultralytics YOLO format):
 `inspector dataset mix OUT --base DATA.yaml [--backgrounds N] [--add DATA.yaml ...]` writes a training mix without
 copying images: OUT/train.txt lists the base's training images, N of its training templates (defect-free parts,
 no labels: Ultralytics' "background" images, which teach the model what a good part looks like) and the training
-images of the added datasets (e.g. synthetic line parts); OUT/data.yaml validates on the base's held-out split.
+images of the added datasets (e.g. synthetic line parts); OUT/data.yaml validates on the base's held-out split
+(OUT/val.txt, OUT/templates_val.txt).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import yaml
@@ -168,61 +168,45 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
     return counts
 
 
-def _split_dir(spec: dict[str, Any], key: str, data: Path) -> Path:
-    """A split folder named by an Ultralytics data.yaml (relative to its `path`, or to the yaml's folder)."""
-    if key not in spec:
-        raise ValueError(f"{data}: no {key!r} entry")
-    root = Path(spec.get("path") or data.parent)
-    if not root.is_absolute():
-        root = data.parent / root
-    folder = root / spec[key]
-    if not folder.is_dir():
-        raise ValueError(f"{data}: {key} folder {folder} does not exist")
-    return folder.resolve()
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
-
-
 def mix_datasets(
     out: Path, base: Path, backgrounds: int = 0, add: list[Path] | None = None, seed: int = 0
 ) -> dict[str, int]:
-    """Write OUT/train.txt and OUT/data.yaml: a training mix over existing datasets (see the module docstring).
+    """Write OUT/train.txt, OUT/val.txt, OUT/templates_val.txt and OUT/data.yaml: a training mix over existing
+    datasets (see the module docstring). Splits are read with `inspector.evaluate.load_data`, as eval reads them.
 
     base: a data.yaml from `import-deeppcb` (its val split and templates stay the held-out measurement).
     backgrounds: how many of the base's training templates to add, unlabelled (a seeded sample).
     add: more data.yaml files with the same class names; their training images are added.
-    Returns counts. Raises ValueError for a missing folder, too few templates or different class names.
+    Returns counts. Raises ValueError for a missing split, too few templates or different class names.
     """
-    spec = yaml.safe_load(base.read_text())
-    names = spec.get("names")
-    train = _images(_split_dir(spec, "train", base))
-    rows = [str(p) for p in train]
-    counts = {"base": len(train), "backgrounds": 0, "added": 0}
+    from inspector.evaluate import load_data
+
+    train, val = load_data(base, "train"), load_data(base, "val")
+    rows = [str(p) for p in train.images]
+    counts = {"base": len(train.images), "backgrounds": 0, "added": 0}
     if backgrounds:
-        templates = _images(_split_dir(spec, "templates_train", base))
-        if backgrounds > len(templates):
-            raise ValueError(f"--backgrounds {backgrounds}: {base} has only {len(templates)} training templates")
+        if backgrounds > len(train.templates):
+            raise ValueError(f"--backgrounds {backgrounds}: {base} has only {len(train.templates)} training templates")
         # A template's path has no `images` folder, so Ultralytics finds no label for it: a background image.
-        picked = sorted(random.Random(seed).sample(templates, backgrounds))
+        picked = sorted(random.Random(seed).sample(train.templates, backgrounds))
         rows += [str(p) for p in picked]
         counts["backgrounds"] = len(picked)
     for extra in add or []:
-        extra_spec = yaml.safe_load(extra.read_text())
-        if extra_spec.get("names") != names:
-            raise ValueError(f"{extra}: class names {extra_spec.get('names')} differ from {base}'s {names}")
-        images = _images(_split_dir(extra_spec, "train", extra))
-        rows += [str(p) for p in images]
-        counts["added"] += len(images)
+        extra_train = load_data(extra, "train")
+        if extra_train.names != train.names:
+            raise ValueError(f"{extra}: class names {extra_train.names} differ from {base}'s {train.names}")
+        rows += [str(p) for p in extra_train.images]
+        counts["added"] += len(extra_train.images)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train.txt").write_text("\n".join(rows) + "\n")
+    lists = {"train": rows, "val": [str(p) for p in val.images], "templates_val": [str(p) for p in val.templates]}
+    for name, paths in lists.items():
+        (out / f"{name}.txt").write_text("\n".join(paths) + "\n")
     data = {
         "path": str(out.resolve()),
         "train": "train.txt",
-        "val": str(_split_dir(spec, "val", base)),
-        "names": names,
-        "templates_val": str(_split_dir(spec, "templates_val", base)),
+        "val": "val.txt",
+        "names": train.names,
+        "templates_val": "templates_val.txt",
         "mix": {
             "base": str(base.resolve()),
             "backgrounds": backgrounds,
