@@ -37,7 +37,7 @@ __all__ = [
     "load_config",
 ]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deeppcb-v8n-320.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deeppcb-v8n-480-int8.onnx"
 
 
 class _Section(BaseModel):

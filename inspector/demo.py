@@ -72,10 +72,12 @@ class TruthTally:
 
 
 def demo_thresholds(model: Path) -> Thresholds:
-    """The calibrated thresholds shipped for the model (`calibration/<model stem>.yaml`), else the defaults."""
-    path = CALIBRATION_DIR / f"{model.stem}.yaml"
-    if path.exists():
-        return Thresholds.model_validate(yaml.safe_load(path.read_text()))
+    """The thresholds shipped for the model on the demo's line: `calibration/<model stem>-synthetic.yaml` (fitted on
+    synthetic parts of another seed, as an integrator calibrates on the line's own parts), else those fitted on the
+    model's training data (`calibration/<model stem>.yaml`), else the defaults."""
+    for path in (CALIBRATION_DIR / f"{model.stem}-synthetic.yaml", CALIBRATION_DIR / f"{model.stem}.yaml"):
+        if path.exists():
+            return Thresholds.model_validate(yaml.safe_load(path.read_text()))
     return Thresholds()
 
 

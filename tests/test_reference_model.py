@@ -1,5 +1,7 @@
-"""The shipped reference model: it loads, its card names its hash, and (where the team's DeepPCB copy is present)
-it finds real defects on held-out images and passes more of their defect-free templates than it rejects."""
+"""The shipped reference models: the default one (`inspector.config.DEFAULT_MODEL`) loads, its card names its hash,
+its thresholds files were fitted to it, and (where the team's DeepPCB copy is present) it finds real defects on
+held-out images and passes more of their defect-free templates than it rejects. Every shipped ONNX file's hash is
+in its model card."""
 
 from __future__ import annotations
 
@@ -12,29 +14,41 @@ import numpy as np
 import pytest
 import yaml
 
+from inspector.config import DEFAULT_MODEL
 from inspector.dataset import DEEPPCB_NAMES, held_out_stems, list_deeppcb_pairs, read_deeppcb_annotation
 from inspector.decide import decide
+from inspector.demo import demo_thresholds
 from inspector.detector import OnnxDetector
 from inspector.metrics import box_iou
 from inspector.types import Thresholds
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / "models" / "deeppcb-v8n-320.onnx"
-CARD = REPO / "models" / "deeppcb-v8n-320.md"
-THRESHOLDS = REPO / "calibration" / "deeppcb-v8n-320.yaml"
+MODEL = DEFAULT_MODEL  # models/deeppcb-v8n-480-int8.onnx
+CARD = REPO / "models" / "deeppcb-v8n-480.md"
+THRESHOLDS = REPO / "calibration" / f"{MODEL.stem}.yaml"
+DEMO_THRESHOLDS = REPO / "calibration" / f"{MODEL.stem}-synthetic.yaml"
 DEEPPCB = REPO.parent / "shared" / "datasets" / "deeppcb"
 
 
 def test_model_loads_with_deeppcb_metadata_and_its_card_names_its_hash() -> None:
     detector = OnnxDetector(MODEL)
     assert detector.names == DEEPPCB_NAMES
-    assert detector.imgsz == (320, 320)
+    assert detector.imgsz == (480, 480)
     digest = hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert detector.sha256 == digest
     assert digest in CARD.read_text(), "the model card must name the shipped file's sha256"
     thresholds = Thresholds.model_validate(yaml.safe_load(THRESHOLDS.read_text()))
     assert set(thresholds.classes) == set(DEEPPCB_NAMES.values())
     assert digest in THRESHOLDS.read_text(), "the thresholds file must have been fitted to the shipped model"
+    assert digest in DEMO_THRESHOLDS.read_text(), "the demo's thresholds must have been fitted to the shipped model"
+    assert demo_thresholds(MODEL) == Thresholds.model_validate(yaml.safe_load(DEMO_THRESHOLDS.read_text()))
+
+
+@pytest.mark.parametrize("onnx", sorted((REPO / "models").glob("*.onnx")), ids=lambda p: p.name)
+def test_every_shipped_file_is_named_in_its_card(onnx: Path) -> None:
+    card = REPO / "models" / (onnx.stem.removesuffix("-int8").removesuffix("-fp16") + ".md")
+    assert card.exists(), f"{onnx.name} has no model card"
+    assert hashlib.sha256(onnx.read_bytes()).hexdigest() in card.read_text(), f"{card.name} lacks {onnx.name}'s sha256"
 
 
 @pytest.mark.skipif(not (DEEPPCB / "trainval.txt").exists(), reason=f"DeepPCB not present at {DEEPPCB}")
@@ -64,8 +78,9 @@ def test_finds_real_defects_on_held_out_deeppcb_images() -> None:
     assert rejected_bad >= 16, f"only {rejected_bad} of 20 defective images rejected"
 
 
-def test_card_figures_name_the_commands_that_give_them() -> None:
-    text = CARD.read_text()
+@pytest.mark.parametrize("card", sorted((REPO / "models").glob("deeppcb-*.md")), ids=lambda p: p.name)
+def test_card_figures_name_the_commands_that_give_them(card: Path) -> None:
+    text = card.read_text()
     for command in ("inspector eval", "inspector calibrate", "inspector export", "inspector train", "inspector bench"):
         assert command in text
     assert re.search(r"epoch \d+ of \d+", text), "the card says which epoch the shipped file is"
