@@ -207,9 +207,8 @@ def test_mix_lists_base_backgrounds_and_added_sets_and_trains(chain: Chain, caps
     assert "training templates" in capsys.readouterr().err
     other = chain.root / "other.yaml"
     syn_spec = yaml.safe_load((chain.root / "syn" / "data.yaml").read_text())
-    other.write_text(
-        yaml.safe_dump({**syn_spec, "names": {i: f"class{i}" for i in range(6)}})
-    )  # same count, other names
+    # Same number of classes, other names.
+    other.write_text(yaml.safe_dump({**syn_spec, "names": {i: f"class{i}" for i in range(6)}}))
     assert cli([*mix, "--add", str(other)]) == 1
     assert "class names" in capsys.readouterr().err
 

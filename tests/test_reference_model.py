@@ -12,15 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from inspector.config import DEFAULT_MODEL
 from inspector.dataset import DEEPPCB_NAMES, held_out_stems, list_deeppcb_pairs, read_deeppcb_annotation
 from inspector.decide import decide
 from inspector.demo import demo_thresholds
 from inspector.detector import OnnxDetector
+from inspector.evaluate import load_thresholds
 from inspector.metrics import box_iou
-from inspector.types import Thresholds
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = DEFAULT_MODEL  # models/deeppcb-v8n-480-int8.onnx
@@ -37,11 +36,11 @@ def test_model_loads_with_deeppcb_metadata_and_its_card_names_its_hash() -> None
     digest = hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert detector.sha256 == digest
     assert digest in CARD.read_text(), "the model card must name the shipped file's sha256"
-    thresholds = Thresholds.model_validate(yaml.safe_load(THRESHOLDS.read_text()))
+    thresholds = load_thresholds(THRESHOLDS)
     assert set(thresholds.classes) == set(DEEPPCB_NAMES.values())
     assert digest in THRESHOLDS.read_text(), "the thresholds file must have been fitted to the shipped model"
     assert digest in DEMO_THRESHOLDS.read_text(), "the demo's thresholds must have been fitted to the shipped model"
-    assert demo_thresholds(MODEL) == Thresholds.model_validate(yaml.safe_load(DEMO_THRESHOLDS.read_text()))
+    assert demo_thresholds(MODEL) == load_thresholds(DEMO_THRESHOLDS)
 
 
 @pytest.mark.parametrize("onnx", sorted((REPO / "models").glob("*.onnx")), ids=lambda p: p.name)
@@ -59,7 +58,7 @@ def test_finds_real_defects_on_held_out_deeppcb_images() -> None:
     held_out = held_out_stems(pairs)
     sample = sorted((p for p in pairs if p.stem in held_out), key=lambda p: p.stem)[:20]
     detector = OnnxDetector(MODEL)
-    thresholds = Thresholds.model_validate(yaml.safe_load(THRESHOLDS.read_text()))
+    thresholds = load_thresholds(THRESHOLDS)
     found = total = rejected_bad = rejected_good = 0
     for pair in sample:
         image, template = cv2.imread(str(pair.test_image)), cv2.imread(str(pair.template_image))
