@@ -11,6 +11,14 @@ Output layout (Ultralytics YOLO format):
     OUT/data.yaml                         Ultralytics dataset file (names, paths)
     OUT/split.json                        which id went where, and the seed
 
+`--reference` writes the reference-model dataset instead (issue 15): each image is the composite of
+`inspector.reference.reference_composite` (channels B, G, R = test image in grey, template in grey, their absolute
+difference), written as PNG so that the difference channel is not smeared by JPEG compression:
+    OUT/images/{train,val}/<id>.png       composite of the inspected image and its template
+    OUT/templates/{train,val}/<id>.png    composite of the template with itself (difference zero): a defect-free part
+Labels, split (same `--val-fraction` and `--seed`, same held-out ids) and split.json are as without it, and
+data.yaml says `inspector_input: reference-diff`. DeepPCB's pairs are aligned already, so no registration is done.
+
 `inspector dataset mix OUT --base DATA.yaml [--backgrounds N] [--add DATA.yaml ...]` writes a training mix without
 copying images: OUT/train.txt lists the base's training images, N of its training templates (defect-free parts,
 no labels: Ultralytics' "background" images, which teach the model what a good part looks like) and the training
@@ -29,7 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import yaml
+
+from inspector.reference import INPUT_KEY, REFERENCE_DIFF, reference_composite
 
 __all__ = [
     "DEEPPCB_NAMES",
@@ -111,8 +122,11 @@ def held_out_stems(pairs: list[DeepPCBPair], val_fraction: float = 0.2, seed: in
     return {pairs[i].stem for i in order[:n_val]}
 
 
-def write_data_yaml(out: Path, names: dict[int, str] = DEEPPCB_NAMES) -> None:
-    """Write `out/data.yaml` for our YOLO layout (images, labels and templates per split under `out`)."""
+def write_data_yaml(out: Path, names: dict[int, str] = DEEPPCB_NAMES, input_kind: str | None = None) -> None:
+    """Write `out/data.yaml` for our YOLO layout (images, labels and templates per split under `out`).
+
+    input_kind: what the images are when they are not plain camera images (`inspector_input`, e.g. reference-diff).
+    """
     data = {
         "path": str(out.resolve()),
         "train": "images/train",
@@ -122,13 +136,42 @@ def write_data_yaml(out: Path, names: dict[int, str] = DEEPPCB_NAMES) -> None:
         "templates_train": "templates/train",
         "templates_val": "templates/val",
     }
+    if input_kind is not None:
+        data[INPUT_KEY] = input_kind
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0) -> dict[str, int]:
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path}: missing or not an image")
+    return image
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: could not write the image")
+
+
+def _input_kind(data: Path) -> str | None:
+    """A dataset's `inspector_input` (None: plain camera images), from its data.yaml or folder."""
+    data = Path(data)
+    if data.is_dir():
+        data = data / "data.yaml"
+    if data.suffix not in {".yaml", ".yml"} or not data.is_file():
+        return None
+    return (yaml.safe_load(data.read_text()) or {}).get(INPUT_KEY)
+
+
+def import_deeppcb(
+    src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0, reference: bool = False
+) -> dict[str, int]:
     """Convert DeepPCB at `src` into a YOLO dataset at `out`. Returns counts per split.
 
     The split is random by image with `seed` (reproducible), so the held-out images never reach training.
+    reference: write the reference-model dataset (module docstring): PNG composites of each test image with its
+    template, and of each template with itself, instead of copies of the JPEGs. DeepPCB's pairs are aligned, so
+    the template is used as it is (no registration); every pair must have its template.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -141,27 +184,32 @@ def import_deeppcb(src: Path, out: Path, val_fraction: float = 0.2, seed: int = 
     counts = {"train": 0, "val": 0, "boxes": 0, "templates": 0}
     for pair in pairs:
         split = "val" if pair.stem in val_ids else "train"
-        image = cv2.imread(str(pair.test_image), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ValueError(f"{pair.test_image}: missing or not an image")
+        image = _read_image(pair.test_image)
         h, w = image.shape[:2]
         boxes = read_deeppcb_annotation(pair.annotation)
         for sub in ("images", "labels", "templates"):
             (out / sub / split).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(pair.test_image, out / "images" / split / f"{pair.stem}.jpg")
+        if reference:
+            template = _read_image(pair.template_image)
+            _write_png(out / "images" / split / f"{pair.stem}.png", reference_composite(image, template))
+        else:
+            shutil.copyfile(pair.test_image, out / "images" / split / f"{pair.stem}.jpg")
         lines = [
             f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
             for x1, y1, x2, y2, c in boxes
         ]
         (out / "labels" / split / f"{pair.stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        if pair.template_image.exists():
+        if reference:
+            _write_png(out / "templates" / split / f"{pair.stem}.png", reference_composite(template, template))
+            counts["templates"] += 1
+        elif pair.template_image.exists():
             shutil.copyfile(pair.template_image, out / "templates" / split / f"{pair.stem}.jpg")
             counts["templates"] += 1
         split_of[split].append(pair.stem)
         counts[split] += 1
         counts["boxes"] += len(boxes)
 
-    write_data_yaml(out)
+    write_data_yaml(out, input_kind=REFERENCE_DIFF if reference else None)
     (out / "split.json").write_text(
         json.dumps({"source": str(src), "seed": seed, "val_fraction": val_fraction, **split_of}, indent=1)
     )
@@ -177,11 +225,13 @@ def mix_datasets(
     base: a data.yaml from `import-deeppcb` (its val split and templates stay the held-out measurement).
     backgrounds: how many of the base's training templates to add, unlabelled (a seeded sample).
     add: more data.yaml files with the same class names; their training images are added.
-    Returns counts. Raises ValueError for a missing split, too few templates or different class names.
+    The base's `inspector_input` (e.g. reference-diff composites) is kept, and every added set must have the same.
+    Returns counts. Raises ValueError for a missing split, too few templates, different class names or inputs.
     """
     from inspector.evaluate import load_data
 
     train, val = load_data(base, "train"), load_data(base, "val")
+    input_kind = _input_kind(base)
     rows = [str(p) for p in train.images]
     counts = {"base": len(train.images), "backgrounds": 0, "added": 0}
     if backgrounds:
@@ -195,6 +245,8 @@ def mix_datasets(
         extra_train = load_data(extra, "train")
         if extra_train.names != train.names:
             raise ValueError(f"{extra}: class names {extra_train.names} differ from {base}'s {train.names}")
+        if _input_kind(extra) != input_kind:
+            raise ValueError(f"{extra}: its images ({INPUT_KEY} {_input_kind(extra)}) are not {base}'s ({input_kind})")
         rows += [str(p) for p in extra_train.images]
         counts["added"] += len(extra_train.images)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +259,7 @@ def mix_datasets(
         "val": "val.txt",
         "names": train.names,
         "templates_val": "templates_val.txt",
+        **({INPUT_KEY: input_kind} if input_kind is not None else {}),
         "mix": {
             "base": str(base.resolve()),
             "backgrounds": backgrounds,
@@ -227,6 +280,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("out", type=Path, help="output folder (created)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (0.2)")
     p.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="write the reference-model dataset: PNG composites (test grey, template grey, |difference|)",
+    )
     m = sub.add_parser("mix", help="a training list over datasets: base + background templates + others")
     m.add_argument("out", type=Path, help="output folder for train.txt and data.yaml")
     m.add_argument("--base", type=Path, required=True, help="data.yaml from import-deeppcb (validation comes from it)")
@@ -238,7 +296,7 @@ def main(argv: list[str]) -> int:
         if args.action == "mix":
             counts = mix_datasets(args.out, args.base, args.backgrounds, args.add, args.seed)
         else:
-            counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed)
+            counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed, args.reference)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"inspector dataset: {exc}", file=sys.stderr)
         return 1
