@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "inspector.export",
         "export a checkpoint to ONNX (fp32, fp16, int8) with Ultralytics' metadata",
     ),
+    "check-model": (
+        "inspector.selftest",
+        "self-test a model file on this host against its recorded source outputs or another file",
+    ),
     "eval": ("inspector.evaluate", "evaluate an ONNX model with our runtime: mAP, DeepPCB F-score, escapes"),
     "calibrate": (
         "inspector.calibrate",

@@ -82,6 +82,11 @@ class TriggerConfig(_Section):
 
 class ModelConfig(_Section):
     path: Path = DEFAULT_MODEL
+    fallback: Path | None = Field(
+        None,
+        description="model to run when `path` fails its self-test on this host (e.g. the fp32 file of an int8 "
+        "model); it is self-tested too, and running on it raises an alarm. None: a failing model stops the start",
+    )
     providers: list[Literal["cpu", "cuda", "tensorrt", "openvino"]] = ["cpu"]
     threads: int = Field(
         0, ge=0, description="intra-op threads per session; 0: auto (latency: all cores, throughput: 1)"
@@ -372,8 +377,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def check_files(config: LineConfig) -> list[ConfigIssue]:
     """Problems pydantic cannot see: model files and image folders that do not exist."""
     issues = []
-    models = [("model.path", config.model.path)] + [
-        (f"recipes.{name}.model.path", recipe.model.path) for name, recipe in config.recipes.items()
+    model_sections = [("model", config.model)] + [
+        (f"recipes.{name}.model", recipe.model) for name, recipe in config.recipes.items()
+    ]
+    models = [(f"{where}.path", m.path) for where, m in model_sections] + [
+        (f"{where}.fallback", m.fallback) for where, m in model_sections if m.fallback is not None
     ]
     for field, model_path in models:
         if not Path(model_path).is_file():

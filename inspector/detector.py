@@ -315,6 +315,7 @@ class OnnxDetector:
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # onnxruntime's own warnings go to stderr unformatted; we log our own
+        self.requested_providers: list[str] = [PROVIDERS.get(p.lower(), p) for p in providers]
         wanted = _resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=wanted)
@@ -332,6 +333,7 @@ class OnnxDetector:
         self.metadata: dict[str, Any] = _parse_metadata(dict(meta_raw))
         self._check_task()
         self._read_input(imgsz, stride)
+        self.precision: str = self._read_precision()
         self.names: dict[int, str] = self._read_names(names)
         self.nc = len(self.names)
         self.layout: str = self._read_output(layout)
@@ -425,6 +427,14 @@ class OnnxDetector:
                 f"{self.path}: imgsz {list(self.imgsz)} is not a multiple of the stride {self.stride}; "
                 "the network cannot take that size"
             )
+
+    def _read_precision(self) -> str:
+        """fp32 / fp16 / int8 as `inspector export` writes it in the metadata; else fp16 for a half input, else
+        fp32 (a file from elsewhere: Ultralytics' own export does not say)."""
+        value = str(self.metadata.get("inspector.precision", "")).lower()
+        if value in {"fp32", "fp16", "int8"}:
+            return value
+        return "fp16" if self.input_dtype == np.float16 else "fp32"
 
     def _read_names(self, names: dict[int, str] | None) -> dict[int, str]:
         meta_names = self.metadata.get("names")
@@ -675,6 +685,8 @@ class OnnxDetector:
             "dynamic_batch": self.static_batch is None,
             "dynamic_hw": self.dynamic_hw,
             "providers": self.providers,
+            "requested_providers": self.requested_providers,
+            "precision": self.precision,
             "input_dtype": str(self.input_dtype),
         }
 

@@ -181,6 +181,7 @@ class Collected:
     template_detections: list[Detections] = field(default_factory=list)
     detect_seconds: float = 0.0
     read_seconds: float = 0.0
+    selftest: dict[str, Any] = field(default_factory=dict)
 
     @property
     def names(self) -> dict[int, str]:
@@ -208,14 +209,23 @@ def collect(
     batch: int | None = None,
     threads: int = 0,
     providers: Sequence[str] = ("cpu",),
+    selftest: bool = True,
 ) -> Collected:
-    """Run the detector over the split's images and templates (in batches), timing the detector alone."""
+    """Run the detector over the split's images and templates (in batches), timing the detector alone.
+
+    selftest: first check the file on this host against its recorded source outputs (`inspector.selftest`) and
+    raise `SelfTestError` when it fails; False measures a failing file anyway (the result is still reported).
+    """
     from inspector.detector import OnnxDetector  # the runtime; imported here so that `--help` stays cheap
+    from inspector.selftest import SelfTestError, failure_message, run_selftest
 
     kwargs: dict[str, Any] = {"providers": tuple(providers), "threads": threads, "conf": conf, "iou": iou}
     if batch:
         kwargs["max_batch"] = batch
     detector = OnnxDetector(model, **kwargs)
+    check = run_selftest(detector)
+    if check.status == "failed" and selftest:
+        raise SelfTestError(failure_message(check, detector), check)
     model_names = dict(detector.names)
     if len(model_names) != len(data.names):
         raise ValueError(f"the model has {len(model_names)} classes, the data {len(data.names)}")
@@ -230,6 +240,7 @@ def collect(
         conf=conf,
         iou=iou,
         batch=detector.max_batch,
+        selftest=check.to_dict(),
     )
 
     def run(paths: list[Path], sink: list[Detections], labels: list[np.ndarray] | None) -> None:
@@ -356,6 +367,7 @@ def evaluate(collected: Collected, thresholds: Thresholds) -> dict[str, Any]:
     return {
         "model": collected.model,
         "sha256": collected.sha256,
+        "selftest": collected.selftest,
         "data": collected.data.source,
         "imgsz": list(collected.imgsz),
         "conf": collected.conf,
@@ -423,6 +435,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"speed: {sp['images_per_s']} images/s ({sp['images']} images, batch {sp['batch']}, "
         f"input {report['imgsz'][0]}x{report['imgsz'][1]}, conf {report['conf']})",
     ]
+    if report.get("selftest"):
+        lines.append(f"self-test: {report['selftest']['summary']}")
     return "\n".join(lines)
 
 
@@ -438,6 +452,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its choice)")
     parser.add_argument("--providers", default="cpu", help="comma-separated execution providers (cpu)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument(
+        "--ignore-selftest",
+        action="store_true",
+        help="measure a file that fails its self-test on this host anyway (to see what the fault costs)",
+    )
     args = parser.parse_args(argv)
     try:
         thresholds = load_thresholds(args.thresholds)
@@ -450,6 +469,7 @@ def main(argv: list[str]) -> int:
             batch=args.batch,
             threads=args.threads,
             providers=args.providers.split(","),
+            selftest=not args.ignore_selftest,
         )
         report = evaluate(collected, thresholds)
     except (OSError, ValueError) as exc:  # ModelError is a ValueError

@@ -5,11 +5,20 @@ fp32: Ultralytics' own ONNX export with `dynamic=True` (batch, height and width 
 Ultralytics' tools. (Pinning H/W to imgsz while keeping the batch dynamic was tried: no measurable speed-up on
 this CPU, and Ultralytics treats any dynamic-batch ONNX as fully dynamic and feeds it rect shapes, which then fail.)
 
-int8: onnxruntime's `quantize_static`, QDQ format, uint8 activations and int8 weights (the pairing onnxruntime
-recommends for x86 CPUs with VNNI, which this machine has), MinMax calibration on training images preprocessed
-by the detector's own `preprocess` (letterbox to imgsz with grey 114, BGR to RGB, /255, NCHW float32). The head's
-decode (DFL softmax, anchor arithmetic, class sigmoid, the final concat) stays float: one int8 scale spanning box
-pixels (0..imgsz) and class scores (0..1) in the same tensor would round every score to 0.
+int8: onnxruntime's `quantize_static`, QDQ format, uint8 activations and int8 weights quantized to 7 bits
+(`reduce_range`), MinMax calibration on training images preprocessed by the detector's own `preprocess`
+(letterbox to imgsz with grey 114, BGR to RGB, /255, NCHW float32). Why 7 bits: on x86 CPUs with AVX2 but no
+VNNI, onnxruntime's u8 x s8 kernels multiply with VPMADDUBSW, which adds two u8 x s8 products into a saturating
+int16; with full 8-bit weights (255 x 127 x 2 > 32767) the sums clip and the model's scores go wrong (measured on
+an AMD EPYC with AVX2 only: 63 % of good demo parts rejected, DeepPCB mAP 0.958 -> 0.865), while the same file is
+right on a VNNI CPU. 7-bit weights cannot saturate (255 x 63 x 2 < 32767) and cost no measurable accuracy here
+(models/README.md); onnxruntime's quantization docs name this cure. `reduce_range=False` is kept only to reproduce
+the fault. The head's decode (DFL softmax, anchor arithmetic, class sigmoid, the final concat) stays float: one
+int8 scale spanning box pixels (0..imgsz) and class scores (0..1) in the same tensor would round every score to 0.
+
+Self-test: every exported file gets a `<stem>.selftest.json` beside it holding the fp32 file's detections on
+small synthetic reference images (`inspector.selftest`), and each file is checked against it here, on the
+exporting machine, before export reports success; the line repeats the check on its own host at every load.
 
 fp16: weights and activations in float16 with float32 inputs and outputs (`keep_io_types`), so the detector
 feeds it exactly like the fp32 model. Half the file size; its CPU speed depends on the processor's fp16 support,
@@ -39,6 +48,7 @@ import numpy as np
 import yaml
 
 __all__ = [
+    "SelfTestFailed",
     "calibration_images",
     "calibration_reader",
     "copy_metadata",
@@ -46,6 +56,7 @@ __all__ = [
     "export_variants",
     "main",
     "quantize_int8",
+    "record_selftests",
     "sha256_file",
     "to_fp16",
 ]
@@ -217,12 +228,15 @@ def quantize_int8(
     batch: int = 8,
     per_channel: bool = False,
     method: str = "minmax",
+    reduce_range: bool = True,
 ) -> Path:
     """Static int8 quantization (QDQ) of the fp32 ONNX `src` into `out`, calibrated on the images `calib`.
 
     per_channel: per-output-channel weight scales (more accurate for some models, a little slower on CPU).
     method: 'minmax' (default), 'entropy' or 'percentile' (onnxruntime's calibrators; the last two hold
     histograms of every activation and need far more memory).
+    reduce_range: 7-bit weights, so that AVX2 CPUs without VNNI cannot saturate (module docstring). False writes
+    the saturating file that earlier versions shipped: for tests and measurements only.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -254,6 +268,7 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             nodes_to_exclude=exclude,
             calibrate_method=methods[method],
         )
@@ -265,7 +280,13 @@ def quantize_int8(
             "inspector.precision": "int8",
             "inspector.source_sha256": sha256_file(src),
             "inspector.calibration": json.dumps(
-                {"images": len(calib), "method": method, "per_channel": per_channel, "format": "QDQ u8/s8"}
+                {
+                    "images": len(calib),
+                    "method": method,
+                    "per_channel": per_channel,
+                    "format": "QDQ u8/s7" if reduce_range else "QDQ u8/s8",
+                    "reduce_range": reduce_range,
+                }
             ),
         },
     )
@@ -336,7 +357,37 @@ def export_variants(
         t0 = time.perf_counter()
         files.append(to_fp16(fp32, out.with_name(f"{out.stem}-fp16.onnx")))
         timings.append(time.perf_counter() - t0)
-    return [{**_describe(f), "seconds": round(t, 1)} for f, t in zip(files, timings, strict=True)]
+    checks = record_selftests(fp32, [fp32, *files])
+    described = [
+        {**_describe(f), "seconds": round(t, 1), "selftest": checks[f].to_dict()}
+        for f, t in zip(files, timings, strict=True)
+    ]
+    failed = [checks[f].summary() for f in files if not checks[f].passed]
+    if failed:
+        raise SelfTestFailed(described, "; ".join(failed))
+    return described
+
+
+class SelfTestFailed(ValueError):
+    """An exported file does not behave like its fp32 source on this machine; `described` lists every file."""
+
+    def __init__(self, described: list[dict[str, Any]], message: str) -> None:
+        super().__init__(f"self-test failed: {message}")
+        self.described = described
+
+
+def record_selftests(fp32: Path, files: Sequence[Path]) -> dict[Path, Any]:
+    """Record the fp32 file's detections on the synthetic reference images into each file's `.selftest.json`,
+    then self-test each file against it on this machine. Returns file -> `SelfTestResult`."""
+    from inspector.detector import OnnxDetector
+    from inspector.selftest import record, reference_images, run_selftest, sidecar_path
+
+    source = record(OnnxDetector(fp32), reference_images())
+    results = {}
+    for f in dict.fromkeys(files):  # fp32 may be listed twice (an existing .onnx WEIGHTS)
+        source.save(sidecar_path(f))
+        results[f] = run_selftest(OnnxDetector(f), source)
+    return results
 
 
 def main(argv: list[str]) -> int:
@@ -363,6 +414,10 @@ def main(argv: list[str]) -> int:
             fp16=args.fp16,
             opset=args.opset,
         )
+    except SelfTestFailed as exc:
+        print("[\n" + ",\n".join(json.dumps(d) for d in exc.described) + "\n]")
+        print(f"inspector export: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"inspector export: {exc}", file=sys.stderr)
         return 1

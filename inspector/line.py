@@ -56,22 +56,50 @@ def load_recipe(
     max_batch: int = 1,
     sessions: int | None = None,
 ) -> Recipe:
-    """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds."""
+    """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds.
+
+    The first session self-tests the file on this host before any part sees it (`inspector.selftest`); a file
+    that fails is replaced by `model.fallback` (self-tested too, and reported as the recipe's alarm), or the load
+    fails with `SelfTestError` naming the file, the CPU's instruction sets, onnxruntime and the provider.
+    """
     from inspector.detector import load_detector  # onnxruntime loads here, not at import
+    from inspector.selftest import checked_detector
 
     planned, threads = session_plan(mode, model)
     count = sessions or planned
     batch = max_batch if mode == "throughput" else 1
-    detectors = [load_detector(model, threads=threads, max_batch=batch) for _ in range(count)]
+    fallback_cfg = model.model_copy(update={"path": model.fallback, "fallback": None}) if model.fallback else None
+    first, selftest, alarm = checked_detector(
+        lambda: load_detector(model, threads=threads, max_batch=batch),
+        (lambda: load_detector(fallback_cfg, threads=threads, max_batch=batch)) if fallback_cfg else None,
+    )
+    chosen = fallback_cfg if alarm is not None and fallback_cfg is not None else model
+    detectors = [first] + [load_detector(chosen, threads=threads, max_batch=batch) for _ in range(count - 1)]
+    if alarm is not None:
+        log.error("recipe %s: %s", name, alarm)
     log.info(
-        "recipe %s: %s, %d session(s) x %s thread(s), batch <= %d",
+        "recipe %s: %s (%s, %s), %d session(s) x %s thread(s), batch <= %d; self-test %s",
         name,
-        model.path,
+        first.path,
+        first.precision,
+        first.providers[0],
         count,
         threads or "auto",
-        detectors[0].max_batch,
+        first.max_batch,
+        selftest.status,
     )
-    return Recipe(name, list(detectors), ThresholdsHolder(thresholds))
+    report = {
+        "file": first.path.name,
+        "path": str(first.path),
+        "precision": first.precision,
+        "provider": first.providers[0],
+        "providers": first.providers,
+        "requested_providers": first.requested_providers,
+        "provider_fallback": first.providers[0] != first.requested_providers[0],
+        "selftest": selftest.to_dict(),
+        "fallback": alarm is not None,
+    }
+    return Recipe(name, list(detectors), ThresholdsHolder(thresholds), model=report, alarm=alarm)
 
 
 class JsonlSink:

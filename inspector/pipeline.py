@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -74,11 +74,17 @@ class Detector(Protocol):
 
 @dataclass
 class Recipe:
-    """One product: its detectors (one per inference worker; they may be the same object) and thresholds."""
+    """One product: its detectors (one per inference worker; they may be the same object) and thresholds.
+
+    model: what the line reports about the model in use (file, precision, execution providers, self-test; see
+    `inspector.line.load_recipe`); alarm: set when the recipe runs on its fallback model.
+    """
 
     name: str
     detectors: list[Detector]
     thresholds: ThresholdsHolder
+    model: dict[str, Any] = field(default_factory=dict)
+    alarm: str | None = None
 
     @property
     def names(self) -> dict[int, str]:
@@ -349,6 +355,12 @@ class Pipeline:
         rounds = math.ceil((waiting + 1) / self.n_workers)
         return rounds * self._service_ns + self.margin_ns < self.gate_ns
 
+    @property
+    def model(self) -> dict[str, Any]:
+        """The active recipe's model report: file, sha256, precision, providers, self-test (cheap)."""
+        active = self._active
+        return {"sha256": active.sha256, **active.model}
+
     def add_sink(self, sink: Sink) -> None:
         """Add a sink (before `start()` for it to see every verdict)."""
         self.sinks.append(sink)
@@ -361,6 +373,8 @@ class Pipeline:
         with self._pending_lock:
             pending = len(self._pending)
         active = self._active
+        if active.alarm is not None:
+            out["alarms"].append({"name": "model_fallback", "message": active.alarm})
         out.update(
             ledger=self.ledger.snapshot(),
             camera=dict(self.camera),
@@ -371,6 +385,7 @@ class Pipeline:
             recipe=active.name,
             thresholds_version=active.thresholds.get().version,
             model_sha256=active.sha256,
+            model={"sha256": active.sha256, **active.model},
             paused=self.paused,
             ready=self.ready(),
             running=self._started and not self._done.is_set(),

@@ -35,12 +35,28 @@ from inspector.line import Line, build_line
 from inspector.pipeline import Pipeline, Sink
 from inspector.types import FrameSource, Thresholds, Verdict
 
-__all__ = ["EdgeService", "below_floor"]
+__all__ = ["EdgeService", "below_floor", "model_brief"]
 
 log = logging.getLogger(__name__)
 
 _THRESHOLDS_SETTING = "thresholds.{recipe}"
 _FLOOR_ALARM = "thresholds_below_floor"
+
+
+def model_brief(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model facts a heartbeat and the health check carry: file, sha256, precision, the execution provider in
+    use and whether it is the one asked for, the self-test's status and summary."""
+    selftest = model.get("selftest") or {}
+    return {
+        "file": model.get("file"),
+        "sha256": model.get("sha256"),
+        "precision": model.get("precision"),
+        "provider": model.get("provider"),
+        "provider_fallback": bool(model.get("provider_fallback")),
+        "selftest": selftest.get("status"),
+        "selftest_summary": selftest.get("summary"),
+        "fallback_model": bool(model.get("fallback")),
+    }
 
 
 def below_floor(thresholds: Thresholds, names: Mapping[int, str], floor: float) -> list[str]:
@@ -278,6 +294,7 @@ class EdgeService:
                 "counters": pipeline.ledger.snapshot(),
                 "paused": pipeline.paused,
                 "recipe": pipeline.recipe,
+                "model": model_brief(pipeline.model),
             }
 
         commands = _Commands(pipeline, self._on_recipe)
@@ -318,7 +335,10 @@ class EdgeService:
                 )
 
         def health() -> dict[str, Any]:
-            facts: dict[str, Any] = {"camera_connected": pipeline.stats()["camera"]["connected"]}
+            facts: dict[str, Any] = {
+                "camera_connected": pipeline.stats()["camera"]["connected"],
+                "model": model_brief(pipeline.model),
+            }
             if self.plc is not None:
                 info = self.plc.info()
                 facts["mqtt"] = {"connected": info.get("connected"), "protocol": info.get("protocol")}

@@ -236,6 +236,28 @@ def prometheus_text(stats: dict[str, Any], labels: dict[str, str] | None = None)
             "verdicts a sink failed to handle",
             [({"sink": name}, s.get("errors", 0)) for name, s in sinks.items()],
         )
+    model = stats.get("model") or {}
+    if model:
+        selftest = (model.get("selftest") or {}).get("status", "unknown")
+        info = {k: str(model.get(k, "")) for k in ("file", "sha256", "precision", "provider")}
+        metric(
+            "inspector_model_info",
+            "gauge",
+            "the model in use (labels say which), always 1",
+            [(info | {"selftest": selftest}, 1)],
+        )
+        metric(
+            "inspector_model_selftest_passed",
+            "gauge",
+            "1 when the model in use passed its self-test on this host, 0 when it was not recorded or failed",
+            [({}, selftest == "passed")],
+        )
+        metric(
+            "inspector_model_provider_fallback",
+            "gauge",
+            "1 when the model runs on another execution provider than the first one asked for (e.g. CUDA -> CPU)",
+            [({}, bool(model.get("provider_fallback")))],
+        )
     metric("inspector_alarms", "gauge", "active alarms", [({}, len(stats.get("alarms", [])))])
     if "ready" in stats:
         metric("inspector_ready", "gauge", "1 when a trigger now gets a verdict in time", [({}, bool(stats["ready"]))])

@@ -122,6 +122,8 @@ function renderStats(stats) {
   const lat = stats.latency_ms || {};
   for (const key of ["p50", "p95", "p99", "max"]) $(`l-${key}`).textContent = fmtMs(lat[key]);
 
+  renderModel(stats.model || {});
+
   const alarms = $("alarms");
   alarms.replaceChildren();
   const list = stats.alarms || [];
@@ -146,6 +148,22 @@ function renderStats(stats) {
 
   pushRate(stats);
   if (state.thresholds && stats.thresholds_version !== state.thresholds.version) refreshThresholds();
+}
+
+// What the line inspects with: file, precision, the execution provider actually in use (a CUDA request that fell
+// back to CPU shows here) and the self-test's verdict on this host.
+function renderModel(model) {
+  $("m-file").textContent = model.file ? `${model.file}${model.fallback ? " (fallback)" : ""}` : "–";
+  $("m-file").title = model.sha256 ? `sha256 ${model.sha256}` : "";
+  $("m-precision").textContent = model.precision || "–";
+  const provider = (model.provider || "–").replace("ExecutionProvider", "");
+  const asked = ((model.requested_providers || [])[0] || "").replace("ExecutionProvider", "");
+  $("m-provider").textContent = model.provider_fallback ? `${provider} (asked for ${asked})` : provider;
+  $("m-provider").className = model.provider_fallback ? "warn" : "";
+  const selftest = model.selftest || {};
+  $("m-selftest").textContent = selftest.status || "–";
+  $("m-selftest").title = selftest.summary || "";
+  $("m-selftest").className = { passed: "ok", failed: "bad" }[selftest.status] || "warn";
 }
 
 function pushRate(stats) {
