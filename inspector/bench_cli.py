@@ -88,6 +88,9 @@ def run_bench(
         "model": str(model),
         "sha256": det.sha256,
         "imgsz": list(getattr(det, "imgsz", [])),
+        "precision": recipe.model["precision"],
+        "provider": recipe.model["provider"],
+        "selftest": recipe.model["selftest"]["summary"],
     }
 
 

@@ -188,8 +188,10 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
     if service.first_password:
         print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
+    model = pipeline.model
     print(
-        f"inspector demo: {source.description}; model {config.model.path.name}; "
+        f"inspector demo: {source.description}; model {model['file']} ({model['precision']}, "
+        f"{model['provider']}, self-test {model['selftest']['status']}); "
         f"MQTT {service.plc.info().get('protocol') or '?'} on {plc.url}{broker}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,

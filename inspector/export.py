@@ -320,11 +320,15 @@ def export_variants(
     per_channel: bool = False,
     fp16: bool = False,
     opset: int | None = None,
+    selftest_images: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Export `weights` (.pt, or an fp32 .onnx) and the requested variants; return one description per file.
 
     Files: `out` (default: the weights' stem + `.onnx` in the current folder; for an .onnx WEIGHTS the file
-    itself, not rewritten), `<out stem>-int8.onnx`, `<out stem>-fp16.onnx`.
+    itself, not rewritten), `<out stem>-int8.onnx`, `<out stem>-fp16.onnx`, and each one's `.selftest.json`.
+    selftest_images: a folder whose first 8 images (sorted by name) are the self-test's reference images, for a
+    product that does not look like the synthetic PCB line (default: synthetic PCB parts). Raises
+    `SelfTestFailed` when a variant does not behave like the fp32 file on this machine.
     """
     weights = Path(weights)
     if not weights.exists():
@@ -357,7 +361,7 @@ def export_variants(
         t0 = time.perf_counter()
         files.append(to_fp16(fp32, out.with_name(f"{out.stem}-fp16.onnx")))
         timings.append(time.perf_counter() - t0)
-    checks = record_selftests(fp32, [fp32, *files])
+    checks = record_selftests(fp32, [fp32, *files], selftest_images)
     described = [
         {**_describe(f), "seconds": round(t, 1), "selftest": checks[f].to_dict()}
         for f, t in zip(files, timings, strict=True)
@@ -376,13 +380,26 @@ class SelfTestFailed(ValueError):
         self.described = described
 
 
-def record_selftests(fp32: Path, files: Sequence[Path]) -> dict[Path, Any]:
-    """Record the fp32 file's detections on the synthetic reference images into each file's `.selftest.json`,
-    then self-test each file against it on this machine. Returns file -> `SelfTestResult`."""
+def record_selftests(fp32: Path, files: Sequence[Path], images: Path | None = None) -> dict[Path, Any]:
+    """Record the fp32 file's detections on the reference images (the first 8 of folder `images`, default the
+    synthetic PCB parts) into each file's `.selftest.json`, then self-test each file against it on this machine.
+    Returns file -> `SelfTestResult`."""
     from inspector.detector import OnnxDetector
     from inspector.selftest import record, reference_images, run_selftest, sidecar_path
 
-    source = record(OnnxDetector(fp32), reference_images())
+    if images is None:
+        pairs = reference_images()
+    else:
+        paths = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:8]
+        if not paths:
+            raise ValueError(f"{images}: no images for the self-test")
+        pairs = []
+        for p in paths:
+            image = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{p}: not an image")
+            pairs.append((p.with_suffix(".png").name, image))
+    source = record(OnnxDetector(fp32), pairs)
     results = {}
     for f in dict.fromkeys(files):  # fp32 may be listed twice (an existing .onnx WEIGHTS)
         source.save(sidecar_path(f))
@@ -401,6 +418,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--per-channel", action="store_true", help="int8: per-channel weight scales")
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 model (float32 inputs/outputs)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: Ultralytics' choice)")
+    parser.add_argument(
+        "--selftest-images",
+        type=Path,
+        help="folder whose first 8 images are the self-test's reference images (default: synthetic PCB parts)",
+    )
     args = parser.parse_args(argv)
     try:
         described = export_variants(
@@ -413,6 +435,7 @@ def main(argv: list[str]) -> int:
             per_channel=args.per_channel,
             fp16=args.fp16,
             opset=args.opset,
+            selftest_images=args.selftest_images,
         )
     except SelfTestFailed as exc:
         print("[\n" + ",\n".join(json.dumps(d) for d in exc.described) + "\n]")

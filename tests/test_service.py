@@ -232,3 +232,40 @@ def test_recipe_switch_names_defects_with_the_new_models_classes(
     assert classes(written, "default") and classes(written, "default") <= {"rect", "circle"}
     assert classes(written, "pcb") and classes(written, "pcb") <= PCB_NAMES
     assert set(service.store.names.values()) == PCB_NAMES  # the store names what it shows after the switch
+
+
+def test_model_in_use_is_reported_in_health_heartbeat_metrics_and_stats(
+    tmp_path: Path, services: list[EdgeService]
+) -> None:
+    """The model file, its precision, the execution provider actually in use (a CUDA request that fell back to the
+    CPU shows as such) and its self-test result, wherever the line reports its state."""
+    config = service_config(tmp_path, model={"path": str(DEFAULT_MODEL), "providers": ["cuda", "cpu"]})
+    service = start(services, config)
+    assert service.broker is not None and service.dashboard_url
+    expected = {
+        "file": DEFAULT_MODEL.name,
+        "precision": "int8",
+        "provider": "CPUExecutionProvider",
+        "provider_fallback": True,  # this onnxruntime has no CUDA provider
+        "selftest": "passed",
+        "fallback_model": False,
+    }
+    with (
+        Recorder(service.broker.url, [f"{ROOT_TOPIC}/heartbeat"]) as rec,
+        httpx.Client(base_url=service.dashboard_url, timeout=30) as c,
+    ):
+        beat = rec.wait_count("heartbeat", 1, WAIT_S)[0]
+        assert beat["pipeline"]["model"].items() >= expected.items()
+        assert "passed" in beat["pipeline"]["model"]["selftest_summary"]
+        health = c.get("/api/health").json()
+        assert health["details"]["model"].items() >= expected.items()
+        stats = c.get("/api/stats").json()
+        assert stats["model"]["requested_providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert stats["model"]["selftest"]["status"] == "passed" and stats["model"]["sha256"] == stats["model_sha256"]
+        metrics = c.get("/metrics").text
+    assert (
+        f'inspector_model_info{{file="{DEFAULT_MODEL.name}",sha256="{stats["model_sha256"]}",precision="int8",'
+        'provider="CPUExecutionProvider",selftest="passed"} 1' in metrics
+    )
+    assert "inspector_model_selftest_passed 1" in metrics
+    assert "inspector_model_provider_fallback 1" in metrics
