@@ -90,7 +90,7 @@ class Tolerance:
     confidence: float
 
 
-# Measured on the shipped models (models/README.md, "Self-test"): the largest honest difference seen, with room.
+# From the shipped models (models/README.md, "int8 and the CPU"): the largest honest difference seen, with room.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(iou=0.9, confidence=0.02),
     "fp16": Tolerance(iou=0.8, confidence=0.05),

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from inspector.cli import main as cli
+from inspector.selftest import SelfTestRecord, sidecar_path
 
 pytest.importorskip("ultralytics", reason="needs the train extra")
 pytestmark = pytest.mark.slow
@@ -256,8 +257,14 @@ def test_export_variants_keep_metadata_and_dynamic_batch(chain: Chain) -> None:
             producer = {o: n for n in model.graph.node for o in n.output}[model.graph.output[0].name]
             assert producer.op_type == "Concat"  # the decode stays float: no DequantizeLinear at the very end
             assert json.loads(meta["inspector.calibration"])["images"] == 6
+            assert json.loads(meta["inspector.calibration"])["reduce_range"] is True  # no saturating int8
         if precision == "fp16":
             assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    # Each file ships with its self-test record (the fp32 file's boxes), checked on this machine at export.
+    for path in (chain.fp32, chain.int8, chain.fp16):
+        record = SelfTestRecord.load(sidecar_path(path))
+        assert record.source["file"] == "tiny.onnx" and record.source["precision"] == "fp32" and record.images
+    assert [r["selftest"]["status"] for r in chain.export_report] == ["passed"] * 3
     sizes = {Path(r["path"]).name: r["bytes"] for r in chain.export_report}
     assert sizes["tiny-int8.onnx"] < sizes["tiny-fp16.onnx"] < sizes["tiny.onnx"]
     # fp16 follows fp32 closely: boxes within a pixel at this input size, scores within 0.01.

@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from inspector.config import DEFAULT_MODEL, LineConfig
 from inspector.line import JsonlSink
+from inspector.plc import load_schema
 from inspector.service import EdgeService, below_floor
 from inspector.types import Thresholds
 from tests.mqtt_helpers import Recorder, publish
@@ -255,6 +257,7 @@ def test_model_in_use_is_reported_in_health_heartbeat_metrics_and_stats(
         httpx.Client(base_url=service.dashboard_url, timeout=30) as c,
     ):
         beat = rec.wait_count("heartbeat", 1, WAIT_S)[0]
+        Draft202012Validator(load_schema("heartbeat")).validate(beat)
         assert beat["pipeline"]["model"].items() >= expected.items()
         assert "passed" in beat["pipeline"]["model"]["selftest_summary"]
         health = c.get("/api/health").json()
