@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
-from inspector.plc import truth_flag
+from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
 
 if TYPE_CHECKING:

@@ -150,7 +150,7 @@ _LABEL_DIRS = {"good": False, "ok": False, "bad": True, "ng": True}
 
 @dataclass(frozen=True, slots=True)
 class ImageTruth:
-    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.plc.truth_flag`
+    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.truth.truth_flag`
     reads `defective`, like the synthetic line's `PartTruth`).
 
     file: the image's path relative to where the truth came from (the manifest's folder, or the source folder).
