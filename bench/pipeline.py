@@ -85,7 +85,7 @@ def frames_folder(source: Path | None) -> Path:
         from inspector.sim import SyntheticSource
 
         folder.mkdir(parents=True)
-        sim = SyntheticSource(SyntheticConfig(), None)
+        sim = SyntheticSource(SyntheticConfig())
         sim.open()
         for i in range(64):
             item = sim.read()

@@ -33,7 +33,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "inspector.calibrate",
         "pick per-class thresholds for a target escape or false-reject rate",
     ),
-    "plc-sim": ("inspector.plcsim", "a PLC stand-in: conveyor, triggers, reject gate, report"),
+    "sim": (
+        "inspector.sim.cli",
+        "synthetic PCB parts: write a YOLO dataset or a labelled folder, time the generator",
+    ),
+    "plc-sim": ("inspector.sim.plc_cli", "a PLC stand-in: conveyor, triggers, reject gate, report"),
     "hash-password": ("inspector.auth", "hash a dashboard password for the config's users section"),
 }
 

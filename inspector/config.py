@@ -56,7 +56,7 @@ class CameraConfig(_Section):
     uri: str = Field(
         "",
         description="folder path; or USB index, RTSP/HTTP URL or video file for opencv. A folder may carry ground "
-        "truth: a truth.json manifest (as `python -m inspector.sim folder` writes) or good/ and bad/ (also ok/, "
+        "truth: a truth.json manifest (as `inspector sim folder` writes) or good/ and bad/ (also ok/, "
         "ng/) subfolders",
     )
     loop: bool = Field(False, description="folder / video file: start again at the end")

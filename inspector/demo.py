@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
-from inspector.plc import truth_flag
+from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
 
 if TYPE_CHECKING:
-    from inspector.plcsim import PlcSimulator
     from inspector.service import EdgeService
+    from inspector.sim.plc import PlcSimulator
 
 __all__ = ["TruthTally", "demo_config", "main"]
 
@@ -149,12 +149,13 @@ def main(argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     """The demo proper (signal handlers and the work folder are the caller's); `stop` is set by Ctrl-C."""
-    from inspector.plcsim import PlcSimulator
     from inspector.service import EdgeService
     from inspector.sim import SyntheticSource
+    from inspector.sim.plc import PlcSimulator
+    from inspector.sources import Paced
 
     config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
-    source = SyntheticSource(config.camera.synthetic, fps=args.rate, limit=args.parts)
+    source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
     service = EdgeService(config, extra_sinks=[tally], source=source)
     gate_ms = config.pipeline.gate_ms or 2000.0

@@ -277,7 +277,7 @@ class EdgeService:
         config = self.config
         mqtt = config.mqtt
         if mqtt.url is None:
-            from inspector.broker import EmbeddedBroker
+            from inspector.plc.broker import EmbeddedBroker
 
             self.broker = EmbeddedBroker()
             url = self.broker.start()

@@ -1,8 +1,9 @@
 """Frame sources behind one protocol (`inspector.types.FrameSource`): OpenCV, image folder, in-memory, synthetic.
 
 Every source returns `(image, truth)` from `read()`: image (H, W, 3) uint8 BGR. A finite stream ends with None;
-a lost camera raises `SourceError` and the pipeline's capture thread reopens it with `Backoff`. Pacing (a source
-read at a fixed rate, or a video file at its own fps) is the `Paced` wrapper, so every source can be paced.
+a lost camera raises `SourceError` and the pipeline's capture thread reopens it with `Backoff`. Pacing is one
+schedule, `Pacer`: the `Paced` wrapper paces any source with it (a camera or folder at `fps`, the synthetic line
+at its part rate), and a video file played in real time keeps its own fps with it.
 A GenICam source (`harvesters`) fits the same protocol: open / read / close plus a `description`.
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "MemorySource",
     "OpenCvSource",
     "Paced",
+    "Pacer",
     "as_bgr",
     "load_frames",
     "open_source",
@@ -70,35 +72,61 @@ class Backoff:
         self._next = self.initial
 
 
-class Paced:
-    """Wraps a source so that `read()` returns at most `fps` frames a second, on a fixed schedule.
+class Pacer:
+    """A fixed-rate schedule, the one every paced source keeps: `wait()` returns when the next slot is due.
 
-    The schedule is absolute (frame k is due at start + k / fps), so sleep jitter does not add up; a reader that
+    The schedule is absolute (slot k is due at start + k / fps), so sleep jitter does not add up; a caller that
     falls more than one period behind restarts the schedule instead of bursting to catch up (a camera would have
-    skipped those frames too).
+    skipped those frames too). The first slot is the first `wait()` after `restart()`, or `restart(now=True)`'s time.
     """
 
-    def __init__(self, source: FrameSource, fps: float) -> None:
+    def __init__(self, fps: float) -> None:
         if fps <= 0:
             raise ValueError("fps must be > 0")
-        self.source = source
         self.period_ns = int(1e9 / fps)
-        self.live = True  # frames come on their own schedule: a surplus must fail safe, not wait
-        self.description = f"{source.description} at {fps:g} fps"
         self._due = 0
 
-    def open(self) -> None:
-        self.source.open()
-        self._due = 0
+    def restart(self, now: bool = False) -> None:
+        """Begin a new schedule: its first slot is now (`now=True`), or else the next `wait()`."""
+        self._due = time.monotonic_ns() if now else 0
 
-    def read(self) -> tuple[np.ndarray, Any] | None:
+    def wait(self) -> None:
+        """Sleep until the current slot is due (not at all when it is past), then move on to the next slot."""
         now = time.monotonic_ns()
         if self._due == 0 or now - self._due > self.period_ns:
             self._due = now
         elif self._due > now:
             time.sleep((self._due - now) / 1e9)
         self._due += self.period_ns
-        return self.source.read()
+
+
+class Paced:
+    """Wraps a source so that `read()` returns at most `fps` frames a second, on a fixed schedule (`Pacer`).
+
+    read_first: False (cameras, folders): wait for the slot, then read, so a camera's frame is fresh when it is
+        returned. True (the synthetic line, a generator or decoder): read first, then wait for the slot, so the
+        frame appears on time rather than one read late; the schedule then starts at `open()`.
+    """
+
+    def __init__(self, source: FrameSource, fps: float, *, read_first: bool = False) -> None:
+        self.pacer = Pacer(fps)
+        self.source = source
+        self.read_first = read_first
+        self.live = True  # frames come on their own schedule: a surplus must fail safe, not wait
+        self.description = f"{source.description} at {fps:g} fps"
+
+    def open(self) -> None:
+        self.source.open()
+        self.pacer.restart(now=self.read_first)
+
+    def read(self) -> tuple[np.ndarray, Any] | None:
+        if not self.read_first:
+            self.pacer.wait()
+            return self.source.read()
+        item = self.source.read()
+        if item is not None:
+            self.pacer.wait()
+        return item
 
     def close(self) -> None:
         self.source.close()
@@ -150,7 +178,7 @@ _LABEL_DIRS = {"good": False, "ok": False, "bad": True, "ng": True}
 
 @dataclass(frozen=True, slots=True)
 class ImageTruth:
-    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.plc.truth_flag`
+    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.truth.truth_flag`
     reads `defective`, like the synthetic line's `PartTruth`).
 
     file: the image's path relative to where the truth came from (the manifest's folder, or the source folder).
@@ -300,8 +328,7 @@ class OpenCvSource:
         self.description = f"opencv {self.kind} {uri}"
         self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
         self._cap: cv2.VideoCapture | None = None
-        self._period_ns = 0
-        self._due = 0
+        self._pacer: Pacer | None = None  # a file played in real time, at the file's own frame rate
 
     def open(self) -> None:
         self.close()
@@ -323,8 +350,7 @@ class OpenCvSource:
             raise SourceError(f"cannot open {self.description}")
         self._cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS)
-        self._period_ns = int(1e9 / fps) if self.realtime and self.kind == "file" and fps > 0 else 0
-        self._due = 0
+        self._pacer = Pacer(fps) if self.realtime and self.kind == "file" and fps > 0 else None
 
     def read(self) -> tuple[np.ndarray, Any] | None:
         if self._cap is None:
@@ -337,17 +363,9 @@ class OpenCvSource:
             if self.kind == "file":
                 return None
             raise SourceError(f"lost {self.description}: no frame")
-        if self._period_ns:
-            self._pace()
+        if self._pacer is not None:
+            self._pacer.wait()
         return as_bgr(image), None
-
-    def _pace(self) -> None:
-        now = time.monotonic_ns()
-        if self._due == 0 or now - self._due > self._period_ns:
-            self._due = now
-        elif self._due > now:
-            time.sleep((self._due - now) / 1e9)
-        self._due += self._period_ns
 
     def close(self) -> None:
         if self._cap is not None:
@@ -361,7 +379,8 @@ def open_source(camera: CameraConfig) -> FrameSource:
     if camera.source == "synthetic":
         from inspector.sim import SyntheticSource  # lazy: the simulator is not needed on a real line
 
-        return SyntheticSource(camera.synthetic, camera.fps)
+        synthetic = SyntheticSource(camera.synthetic)
+        return Paced(synthetic, camera.fps, read_first=True) if camera.fps else synthetic
     if camera.source == "folder":
         source = FolderSource(camera.uri, loop=camera.loop)
     else:

@@ -489,7 +489,7 @@ def test_deploy_guide_covers_every_step() -> None:
 
 
 def test_sim_cli_is_runnable_as_a_module() -> None:
-    """docs/deploy.md and the READMEs use `python -m inspector.sim` for commissioning images."""
+    """`python -m inspector.sim` stays an alias of `inspector sim` (docs/deploy.md's commissioning images)."""
     result = subprocess.run(
         [sys.executable, "-m", "inspector.sim", "--help"],
         capture_output=True,

@@ -12,6 +12,7 @@ import logging
 import math
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -218,6 +219,21 @@ def test_truth_flag(truth: Any, flag: bool | None) -> None:
 def test_schemas_are_valid_json_schemas() -> None:
     for name in SCHEMAS:
         Draft202012Validator.check_schema(load_schema(name))
+
+
+def test_contract_needs_no_paho_and_old_import_paths_still_work() -> None:
+    """`inspector.plc.contract` (topics, payloads, command parsing) imports without paho; `inspector.broker` and
+    `inspector.plc.truth_flag` are the same objects as before the package split."""
+    code = (
+        "import sys\n"
+        "from inspector.plc import Topics, parse_command, truth_flag, verdict_payload\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'paho'], 'paho imported'\n"
+        "import inspector.broker, inspector.plc.broker, inspector.truth\n"
+        "from inspector import broker\n"
+        "assert inspector.broker is inspector.plc.broker is broker\n"
+        "assert truth_flag is inspector.truth.truth_flag\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
 
 
 def test_link_needs_a_url() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from inspector.broker import EmbeddedBroker
 from inspector.plc import PlcLink
-from inspector.plcsim import PlcSimulator, SimReport
+from inspector.sim.plc import PlcSimulator, SimReport
 from tests.mqtt_helpers import WAIT_S, FakeInspector, Plan, Publisher, amqtt_broker, mosquitto, mqtt_config
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -254,6 +254,7 @@ def test_report_matches_the_truth_with_the_real_pipeline(broker: EmbeddedBroker,
     from inspector.config import CameraConfig, LineConfig, ModelConfig, PipelineConfig, SyntheticConfig
     from inspector.line import build_line
     from inspector.sim import SyntheticSource
+    from inspector.sources import Paced
     from tests.mqtt_helpers import Recorder
 
     parts = 24
@@ -263,7 +264,7 @@ def test_report_matches_the_truth_with_the_real_pipeline(broker: EmbeddedBroker,
         model=ModelConfig(path=yolo11n_onnx, conf=0.05),
         pipeline=PipelineConfig(gate_ms=3000.0),
     )
-    line = build_line(config, source=SyntheticSource(synthetic, fps=8, limit=parts))
+    line = build_line(config, source=Paced(SyntheticSource(synthetic, limit=parts), 8, read_first=True))
     pipeline = line.pipeline
     link = PlcLink(
         mqtt_config(broker.url),

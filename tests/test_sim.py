@@ -26,6 +26,7 @@ from inspector.sim import (
     write_dataset,
     write_folder,
 )
+from inspector.sources import Paced
 from inspector.types import FrameSource, SourceError
 
 OPEN, SHORT, MOUSEBITE, SPUR, COPPER_BLOB, PIN_HOLE = range(6)
@@ -160,8 +161,8 @@ def test_invalid_arguments_are_refused() -> None:
         SyntheticLine(defect_rate=1.5)
     with pytest.raises(ValueError, match="size"):
         SyntheticLine(size=10)
-    with pytest.raises(ValueError, match="fps"):
-        SyntheticSource(SyntheticConfig(), fps=0)
+    with pytest.raises(ValueError, match="limit"):
+        SyntheticSource(SyntheticConfig(), limit=-1)
 
 
 def test_generation_is_fast() -> None:
@@ -200,7 +201,8 @@ def test_source_is_a_frame_source_with_truth() -> None:
 
 
 def test_source_paces_at_fps() -> None:
-    source = SyntheticSource(SyntheticConfig(), fps=20.0, limit=6)
+    """Paced like any source (`Paced`, part first then its slot): the schedule starts at open."""
+    source = Paced(SyntheticSource(SyntheticConfig(), limit=6), 20.0, read_first=True)
     source.open()
     t0 = time.monotonic()
     while source.read() is not None:
@@ -208,6 +210,7 @@ def test_source_paces_at_fps() -> None:
     elapsed = time.monotonic() - t0
     # Parts at t = 0, 0.05, ..., 0.25 s; the generous upper bound allows for a busy machine.
     assert 0.24 <= elapsed < 1.0, elapsed
+    assert "synthetic" in source.description and "20 fps" in source.description
 
 
 def test_source_reopen_continues_the_line() -> None:
@@ -261,3 +264,13 @@ def test_cli_writes_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["folder", str(tmp_path / "f"), "-n", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["parts"] == 2
     assert len(list((tmp_path / "f").glob("*/*.png"))) == 2
+
+
+def test_sim_is_an_inspector_sub_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from inspector.cli import main as inspector_main
+
+    assert inspector_main(["sim", "dataset", str(tmp_path / "d"), "-n", "2", "--size", "128"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["train"] + counts["val"] == 2
+    assert inspector_main(["sim", "dataset", str(tmp_path / "e"), "-n", "0"]) == 1
+    assert "inspector sim: n must be at least 1" in capsys.readouterr().err

@@ -191,6 +191,26 @@ def test_paced_source_keeps_a_fixed_schedule() -> None:
         Paced(source, 0)
 
 
+def test_paced_read_first_holds_each_frame_until_its_slot() -> None:
+    """read_first (a generator such as the synthetic line): read, then wait for the slot that opened at open()."""
+    reads: list[float] = []
+
+    class Clocked(MemorySource):
+        def read(self) -> tuple[np.ndarray, object] | None:
+            reads.append(time.monotonic())
+            return super().read()
+
+    source = Paced(Clocked([np.zeros((2, 2, 3), np.uint8)], count=3), fps=20, read_first=True)
+    source.open()
+    start = time.monotonic()
+    returned = []
+    while source.read() is not None:
+        returned.append(time.monotonic())
+    assert len(returned) == 3 and len(reads) == 4  # the fourth read ended the stream
+    assert returned[-1] - start >= 2 / 20 * 0.9  # slots at 0, 0.05, 0.1 s after open
+    assert all(r <= t for r, t in zip(reads, returned, strict=False))
+
+
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
     b = Backoff(0.5, 3.0)
     assert [b.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
@@ -207,7 +227,8 @@ def test_open_source_builds_each_kind(tmp_path: Path) -> None:
     usb = open_source(CameraConfig(source="opencv", uri="0"))
     assert isinstance(usb, OpenCvSource) and usb.kind == "usb"
     synthetic = open_source(CameraConfig(source="synthetic", fps=10))
-    assert type(synthetic).__name__ == "SyntheticSource" and isinstance(synthetic, FrameSource)
+    assert isinstance(synthetic, Paced) and synthetic.read_first and isinstance(synthetic, FrameSource)
+    assert type(synthetic.source).__name__ == "SyntheticSource"
 
 
 def test_load_frames_from_folder_and_video(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`inspector plc-sim`: a PLC stand-in for commissioning, tests and the demo.
+"""The PLC simulator: a conveyor, triggers and a reject gate that scores the inspector's answers over MQTT.
 
 A conveyor carries parts past the camera at `rate` parts a second; each part reaches the reject gate `gate_ms`
 after it passed the camera. At the gate the simulator rejects the part when the inspector answered
@@ -6,29 +6,23 @@ after it passed the camera. At the gate the simulator rejects the part when the 
 arrives after its part went through the gate is a late answer and changes nothing.
 
 Two ways to know the parts:
-- `--trigger`: the simulator is the line master. It numbers the parts, publishes each id on `cmd/trigger` when
-  the part is under the camera, and times the gate itself.
+- triggered (`trigger=True`): the simulator is the line master. It numbers the parts, publishes each id on
+  `cmd/trigger` when the part is under the camera, and times the gate itself.
 - free-run (default): the inspector's camera numbers the parts; the simulator learns them from the answers
   (`reject` carries the gate time `gate_ts`) and counts ids skipped in the sequence as missing answers.
 
 Where the inspector knows the truth (the synthetic line, a labelled folder) its `verdict` carries `truth`;
 the simulator then also counts escapes (defective parts that went through) and false rejects (good parts
-rejected, including those rejected for want of an answer).
-
-    inspector plc-sim --mqtt mqtt://127.0.0.1:1883 --line line1 --camera cam0 --rate 10 --gate-ms 1500 \
-        --trigger --parts 400 --json
+rejected, including those rejected for want of an answer). Its command line is `inspector plc-sim`
+(`inspector.sim.plc_cli`).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import heapq
 import json
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from inspector.config import TlsConfig
 from inspector.plc import MAX_PART_ID, Topics, new_client, parse_mqtt_url, redact_url
 
-__all__ = ["PlcSimulator", "SimReport", "main"]
+__all__ = ["PlcSimulator", "SimReport"]
 
 log = logging.getLogger(__name__)
 
@@ -426,83 +420,3 @@ class PlcSimulator:
         elif not truth and part.rejected:
             r.false_rejects += 1
             r.false_reject_ids.append(part_id)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inspector plc-sim", description=__doc__.split("\n\n")[0])
-    p.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port or mqtts://host:port")
-    p.add_argument("--line", default="line1")
-    p.add_argument("--camera", default="cam0")
-    p.add_argument("--prefix", default="inspector", help="topic prefix (default: inspector)")
-    p.add_argument("--rate", type=float, default=5.0, help="parts a second on the conveyor (default 5)")
-    p.add_argument("--gate-ms", type=float, default=2000.0, help="camera to reject gate in ms (default 2000)")
-    p.add_argument("--trigger", action="store_true", help="publish cmd/trigger for every part (line master)")
-    p.add_argument("--parts", type=int, default=None, help="stop after N parts reached the gate")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds at most")
-    p.add_argument("--first-id", type=int, default=0, help="first part id in triggered mode")
-    p.add_argument("--protocol", choices=["auto", "5", "3.1.1"], default="auto")
-    p.add_argument("--username", default=None)
-    p.add_argument(
-        "--password-env",
-        default="INSPECTOR_PLCSIM_PASSWORD",
-        metavar="VAR",
-        help="environment variable holding the password (never on the command line)",
-    )
-    p.add_argument("--ca-file", default=None)
-    p.add_argument("--cert-file", default=None)
-    p.add_argument("--key-file", default=None)
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=15.0,
-        metavar="S",
-        help="give up when the broker does not answer within S seconds (default 15)",
-    )
-    p.add_argument("--grace", type=float, default=1.0, metavar="S", help="listen S seconds after the last gate")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    return p
-
-
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the simulator until --parts / --duration / Ctrl-C and print the report. Exit 0, or 1 on no broker."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    tls = None
-    if args.ca_file or args.cert_file or args.key_file:
-        tls = TlsConfig(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
-    sim = PlcSimulator(
-        args.mqtt,
-        line=args.line,
-        camera=args.camera,
-        prefix=args.prefix,
-        rate=args.rate,
-        gate_ms=args.gate_ms,
-        trigger=args.trigger,
-        parts=args.parts,
-        first_id=args.first_id,
-        protocol=args.protocol,
-        username=args.username,
-        password=os.environ.get(args.password_env),
-        tls=tls,
-        grace_s=args.grace,
-        connect_timeout_s=args.connect_timeout,
-    )
-    try:
-        sim.start()
-    except (ConnectionError, OSError, ValueError) as exc:
-        print(f"plc-sim: {exc}", file=sys.stderr)
-        return 1
-    # SIGTERM (systemd, docker stop) ends the run like Ctrl-C: with a report.
-    signal.signal(signal.SIGTERM, _interrupt)
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.wait(args.duration)
-    report = sim.stop()
-    if args.json:
-        print(json.dumps(report.to_dict()))
-    else:
-        print(report.summary())
-    return 0
