@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from inspector.resources import find_model
 from inspector.types import Decision, Thresholds
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
     "load_config",
 ]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deeppcb-v8n-480-int8.onnx"
+DEFAULT_MODEL = find_model()  # the shipped reference model, found on inspector.resources' search path
 
 
 class _Section(BaseModel):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.resources import find_calibration
 from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["TruthTally", "demo_config", "main"]
 
 log = logging.getLogger("inspector.demo")
-
-CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
 
 
 class TruthTally:
@@ -75,8 +74,9 @@ def demo_thresholds(model: Path) -> Thresholds:
     """The thresholds shipped for the model on the demo's line: `calibration/<model stem>-synthetic.yaml` (fitted on
     synthetic parts of another seed, as an integrator calibrates on the line's own parts), else those fitted on the
     model's training data (`calibration/<model stem>.yaml`), else the defaults."""
-    for path in (CALIBRATION_DIR / f"{model.stem}-synthetic.yaml", CALIBRATION_DIR / f"{model.stem}.yaml"):
-        if path.exists():
+    for name in (f"{model.stem}-synthetic.yaml", f"{model.stem}.yaml"):
+        path = find_calibration(name)
+        if path is not None:
             return Thresholds.model_validate(yaml.safe_load(path.read_text()))
     return Thresholds()
 
