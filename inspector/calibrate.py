@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 import yaml
 
+from inspector.accuracy import inspection_rates, rejected
 from inspector.evaluate import collect, load_data, load_thresholds, scores_matrix
-from inspector.metrics import inspection_rates, rejected
 from inspector.types import Thresholds
 
 __all__ = [

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sim": (
         "inspector.sim.cli",
-        "synthetic PCB parts: write a YOLO dataset or a labelled folder, time the generator",
+        "synthetic parts (PCB; `sim mooncake`: mooncakes): write a YOLO dataset or a labelled folder, time it",
     ),
     "plc-sim": ("inspector.sim.plc_cli", "a PLC stand-in: conveyor, triggers, reject gate, report"),
     "hash-password": ("inspector.auth", "hash a dashboard password for the config's users section"),

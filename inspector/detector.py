@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from inspector.imageops import as_bgr
 from inspector.types import Detections
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
     "letterbox_params",
     "load_detector",
     "nms",
+    "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -231,7 +233,8 @@ def _hw(value: Any) -> tuple[int, int]:
     return (seq[0], seq[0]) if len(seq) == 1 else (seq[0], seq[1])
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the `model_sha256` of every verdict)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -308,7 +311,7 @@ class OnnxDetector:
         if not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0 or max_det < 1 or max_batch < 1:
             raise ValueError(f"bad detector settings: conf={conf} iou={iou} max_det={max_det} max_batch={max_batch}")
         self.conf, self.iou, self.max_det, self.rect = float(conf), float(iou), int(max_det), rect
-        self.sha256 = _sha256(self.path)
+        self.sha256 = sha256_file(self.path)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(0, int(threads))
@@ -509,20 +512,6 @@ class OnnxDetector:
         self.postprocess(self.infer(prepared), prepared)
 
     # ---------------------------------------------------------------------------------------------- stages
-    def _as_bgr(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 BGR view or converted copy of a BGR / grey / BGRA uint8 image."""
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"image must be a numpy array, not {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 (8-bit), got {image.dtype}")
-        if image.ndim == 3 and image.shape[2] == 3:
-            return image
-        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        if image.ndim == 3 and image.shape[2] == 4:
-            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        raise ValueError(f"image must be HxWx3 BGR, HxW / HxWx1 grey or HxWx4 BGRA, got shape {image.shape}")
-
     def input_shape_for(self, shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """Network input (H, W) for a batch of images with these original (h, w) shapes."""
         if self.rect and self.dynamic_hw and shapes and len(set(shapes)) == 1:
@@ -540,7 +529,7 @@ class OnnxDetector:
             raise ValueError("preprocess needs at least one image")
         if n > self.max_batch:
             raise ValueError(f"{n} images exceed the model's max batch {self.max_batch}; split them (detect() does)")
-        bgr = [self._as_bgr(im) for im in images]
+        bgr = [as_bgr(im) for im in images]
         shapes = [(int(im.shape[0]), int(im.shape[1])) for im in bgr]
         if any(h < 1 or w < 1 for h, w in shapes):
             raise ValueError(f"empty image in batch: shapes {shapes}")

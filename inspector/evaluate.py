@@ -7,7 +7,7 @@ higher threshold are the same whichever floor the pass used (barring the `max_de
 thresholds are applied afterwards with `inspector.decide`, exactly as the pipeline decides a part. The line
 therefore matches these figures when its detector floor (`model.conf`) is at or below its lowest class threshold.
 
-Reported (see `inspector.metrics` for the exact definitions):
+Reported (see `inspector.accuracy` for the exact definitions):
 - mAP@0.5 and mAP@0.5:0.95 (Ultralytics' matching and 101-point interpolation), per class;
 - the DeepPCB protocol (class match and IoU > 0.33): AP per class, and precision / recall / F-score of the
   detections kept at the deployed thresholds;
@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 import yaml
 
+from inspector.accuracy import DetectionAccumulator, precision_recall_f1
 from inspector.decide import decide, kept_mask
-from inspector.metrics import DetectionAccumulator, precision_recall_f1
 from inspector.types import Detections, Thresholds
 
 __all__ = [

@@ -32,7 +32,6 @@ and, for int8, `inspector.calibration`. Ultralytics is imported only when a `.pt
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import shutil
@@ -46,6 +45,8 @@ from typing import Any
 import cv2
 import numpy as np
 import yaml
+
+from inspector.detector import sha256_file
 
 __all__ = [
     "SelfTestFailed",
@@ -62,15 +63,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _metadata(model: Any) -> dict[str, str]:

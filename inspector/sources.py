@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from inspector.config import CameraConfig
+from inspector.imageops import as_bgr
 from inspector.types import FrameSource, SourceError
 
 __all__ = [
@@ -41,17 +42,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-def as_bgr(image: np.ndarray) -> np.ndarray:
-    """(H, W) grey or (H, W, 4) BGRA -> (H, W, 3) BGR uint8; a BGR image is returned as it is (no copy)."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return image
 
 
 class Backoff:

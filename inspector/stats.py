@@ -1,4 +1,4 @@
-"""Line statistics: latency windows, rates, per-class reject counts, alarms; Prometheus text exposition.
+"""Line statistics: latency windows, rates, per-class reject counts, alarms (`inspector.prometheus` exposes them).
 
 `Stats` is fed by the pipeline's dispatch thread (one `record()` per verdict) and read by anyone (`snapshot()`
 returns plain JSON-able dicts). The part ledger (seen / decided / in flight) lives in the pipeline, next to the
@@ -16,7 +16,7 @@ import numpy as np
 
 from inspector.types import Verdict
 
-__all__ = ["STAGES", "LatencyWindow", "RateMeter", "Stats", "prometheus_text"]
+__all__ = ["STAGES", "LatencyWindow", "RateMeter", "Stats"]
 
 # Stage names in `stage_ms`, in pipeline order (see `Stats.record`).
 STAGES = ("wait", "preprocess", "inference", "postprocess", "dispatch")
@@ -164,101 +164,3 @@ class Stats:
                 "alarms": [dict(a) for a in self._alarms.values()],
                 "sinks": {name: {"errors": self.sink_errors.get(name, 0)} for name in names},
             }
-
-
-def _label_text(labels: dict[str, str]) -> str:
-    def esc(v: str) -> str:
-        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return ",".join(f'{k}="{esc(str(v))}"' for k, v in labels.items())
-
-
-def prometheus_text(stats: dict[str, Any], labels: dict[str, str] | None = None) -> str:
-    """Render `Pipeline.stats()` in the Prometheus text exposition format (version 0.0.4).
-
-    Ledger counts become counters `inspector_parts_<name>_total`, latency percentiles a summary-like gauge
-    family `inspector_latency_ms{quantile=...}`, the rest gauges. `labels` (e.g. line, camera) go on every sample.
-    """
-    base = dict(labels or {})
-    out: list[str] = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        for extra, value in samples:
-            lab = _label_text({**base, **extra})
-            out.append(f"{name}{{{lab}}} {float(value):g}" if lab else f"{name} {float(value):g}")
-
-    ledger = stats.get("ledger", {})
-    for key in ("seen", "decided", "passed", "rejected", "failsafe", "errors", "frames_dropped"):
-        if key in ledger:
-            metric(f"inspector_parts_{key}_total", "counter", f"parts {key.replace('_', ' ')}", [({}, ledger[key])])
-    if "in_flight" in ledger:
-        metric("inspector_parts_in_flight", "gauge", "parts seen and not yet decided", [({}, ledger["in_flight"])])
-    rates = stats.get("rates", {})
-    for key, value in rates.items():
-        metric(f"inspector_{key}", "gauge", key.replace("_", " "), [({}, value)])
-    lat = stats.get("latency_ms", {})
-    if lat:
-        metric(
-            "inspector_latency_ms",
-            "gauge",
-            "capture to decision latency over the recent window, ms",
-            [({"quantile": q}, lat[k]) for q, k in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")) if k in lat],
-        )
-    stage = stats.get("stage_ms", {})
-    if stage:
-        metric(
-            "inspector_stage_ms",
-            "gauge",
-            "median time per pipeline stage over the recent window, ms",
-            [({"stage": name}, s.get("p50", 0.0)) for name, s in stage.items()],
-        )
-    rejects = stats.get("per_class_rejects", {})
-    if rejects:
-        metric(
-            "inspector_rejects_by_class_total",
-            "counter",
-            "rejected parts by defect class",
-            [({"class": name}, n) for name, n in rejects.items()],
-        )
-    camera = stats.get("camera", {})
-    if camera:
-        metric(
-            "inspector_camera_connected", "gauge", "1 when the camera is open", [({}, bool(camera.get("connected")))]
-        )
-        metric("inspector_camera_reconnects_total", "counter", "camera reopened", [({}, camera.get("reconnects", 0))])
-    sinks = stats.get("sinks", {})
-    if sinks:
-        metric(
-            "inspector_sink_errors_total",
-            "counter",
-            "verdicts a sink failed to handle",
-            [({"sink": name}, s.get("errors", 0)) for name, s in sinks.items()],
-        )
-    model = stats.get("model") or {}
-    if model:
-        selftest = (model.get("selftest") or {}).get("status", "unknown")
-        info = {k: str(model.get(k, "")) for k in ("file", "sha256", "precision", "provider")}
-        metric(
-            "inspector_model_info",
-            "gauge",
-            "the model in use (labels say which), always 1",
-            [(info | {"selftest": selftest}, 1)],
-        )
-        metric(
-            "inspector_model_selftest_passed",
-            "gauge",
-            "1 when the model in use passed its self-test on this host, 0 when it was not recorded or failed",
-            [({}, selftest == "passed")],
-        )
-        metric(
-            "inspector_model_provider_fallback",
-            "gauge",
-            "1 when the model runs on another execution provider than the first one asked for (e.g. CUDA -> CPU)",
-            [({}, bool(model.get("provider_fallback")))],
-        )
-    metric("inspector_alarms", "gauge", "active alarms", [({}, len(stats.get("alarms", [])))])
-    if "ready" in stats:
-        metric("inspector_ready", "gauge", "1 when a trigger now gets a verdict in time", [({}, bool(stats["ready"]))])
-    return "\n".join(out) + "\n"

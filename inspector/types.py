@@ -114,8 +114,19 @@ class Detections:
             np.concatenate([d.class_id for d in items]),
         )
 
+    @classmethod
+    def from_list(cls, rows: list[dict[str, Any]]) -> Detections:
+        """The inverse of `to_list` (`class_name` is not needed)."""
+        if not rows:
+            return cls.empty()
+        return cls(
+            np.array([r["xyxy"] for r in rows], np.float32),
+            np.array([r["confidence"] for r in rows], np.float32),
+            np.array([r["class_id"] for r in rows], np.int64),
+        )
+
     def to_list(self, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
-        """JSON-ready list: `[{class_id, class_name, confidence, xyxy}]`."""
+        """JSON-ready list: `[{class_id, class_name, confidence, xyxy}]`, the one JSON shape of detections."""
         names = names or {}
         return [
             {

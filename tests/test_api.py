@@ -444,7 +444,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
             versions = [v["thresholds_version"] for v in sorted(parts, key=lambda v: v["id"])]
             assert versions == sorted(versions) and versions[-1] == 2 and versions.count(1) <= 2, versions
             metrics = c.get("/metrics").text
-            assert "inspector_parts_decided_total" in metrics and "inspector_thresholds_version 2" in metrics
+            assert "inspector_parts_decided_total" in metrics and "inspector_thresholds_version 2.0" in metrics
     finally:
         assert line.stop(timeout=30)
         store.close()

@@ -301,8 +301,8 @@ def test_eval_json_is_well_formed(chain: Chain, variant: str, capsys: pytest.Cap
 
 def test_eval_rates_agree_with_class_scores(chain: Chain) -> None:
     """The eval's escapes / false rejects (via `decide`) equal those from the calibration's score matrix."""
+    from inspector.accuracy import inspection_rates
     from inspector.evaluate import collect, evaluate, load_data, scores_matrix
-    from inspector.metrics import inspection_rates
     from inspector.types import Thresholds
 
     collected = collect(chain.fp32, load_data(chain.data), conf=0.001)

@@ -14,7 +14,8 @@ import yaml
 
 from inspector.config import SyntheticConfig
 from inspector.evaluate import load_data
-from inspector.mooncake import (
+from inspector.sim import PartTruth, SyntheticPart
+from inspector.sim.mooncake import (
     DIFF_THRESHOLD,
     LABEL_MARGIN,
     MOONCAKE_NAMES,
@@ -25,7 +26,6 @@ from inspector.mooncake import (
     write_dataset,
     write_folder,
 )
-from inspector.sim import PartTruth, SyntheticPart
 from inspector.sources import FolderSource
 from inspector.types import FrameSource, SourceError
 

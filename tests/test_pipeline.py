@@ -626,7 +626,7 @@ def test_stats_are_plain_json() -> None:
 
 
 def test_prometheus_text_exposes_the_ledger_and_latency() -> None:
-    from inspector.stats import prometheus_text
+    from inspector.prometheus import LineCollector, line_registry, render
 
     pipeline = Pipeline(
         MemorySource([grey(200)], count=4),
@@ -635,10 +635,10 @@ def test_prometheus_text_exposes_the_ledger_and_latency() -> None:
         config=PipelineConfig(gate_ms=None),
     )
     run_to_end(pipeline)
-    text = prometheus_text(pipeline.stats(), {"line": "L1", "camera": 'cam"0'})
+    text = render(line_registry(LineCollector(pipeline.stats, labels={"line": "L1", "camera": 'cam"0'})))
     lines = text.splitlines()
-    assert "# TYPE inspector_parts_seen_total counter" in lines
-    assert 'inspector_parts_seen_total{line="L1",camera="cam\\"0"} 4' in lines
-    assert 'inspector_sink_errors_total{line="L1",camera="cam\\"0",sink="broken"} 4' in lines
-    assert any(line.startswith('inspector_latency_ms{line="L1",camera="cam\\"0",quantile="0.99"} ') for line in lines)
-    assert 'inspector_rejects_by_class_total{line="L1",camera="cam\\"0",class="short"} 4' in lines
+    assert "# TYPE inspector_parts_seen_total counter" in lines  # labels come sorted by name, values as floats
+    assert 'inspector_parts_seen_total{camera="cam\\"0",line="L1"} 4.0' in lines
+    assert 'inspector_sink_errors_total{camera="cam\\"0",line="L1",sink="broken"} 4.0' in lines
+    assert any(line.startswith('inspector_latency_ms{camera="cam\\"0",line="L1",quantile="0.99"} ') for line in lines)
+    assert 'inspector_rejects_by_class_total{camera="cam\\"0",class="short",line="L1"} 4.0' in lines

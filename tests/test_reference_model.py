@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector.accuracy import box_iou
 from inspector.config import DEFAULT_MODEL
 from inspector.dataset import DEEPPCB_NAMES, held_out_stems, list_deeppcb_pairs, read_deeppcb_annotation
 from inspector.decide import decide
 from inspector.demo import demo_thresholds
 from inspector.detector import OnnxDetector
 from inspector.evaluate import load_thresholds
-from inspector.metrics import box_iou
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = DEFAULT_MODEL  # models/deeppcb-v8n-480-int8.onnx

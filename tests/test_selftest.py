@@ -124,7 +124,7 @@ def test_record_round_trips_through_its_file(tmp_path: Path) -> None:
     assert again.names == detector.names and len(again.images) == 2
     for a, b in zip(rec.images, again.images, strict=True):
         np.testing.assert_array_equal(a.image(), b.image())
-        np.testing.assert_allclose(a.detections.xyxy, b.detections.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.detections.xyxy, b.detections.xyxy, atol=0.006)  # kept to 0.01 px
     loosest = max(t.confidence for t in TOLERANCES.values())
     assert again.host["onnxruntime"] and again.floor == pytest.approx(0.25 - loosest)
     (tmp_path / "bad.selftest.json").write_text("{not json")

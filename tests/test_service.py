@@ -267,8 +267,8 @@ def test_model_in_use_is_reported_in_health_heartbeat_metrics_and_stats(
         assert stats["model"]["selftest"]["status"] == "passed" and stats["model"]["sha256"] == stats["model_sha256"]
         metrics = c.get("/metrics").text
     assert (
-        f'inspector_model_info{{file="{DEFAULT_MODEL.name}",sha256="{stats["model_sha256"]}",precision="int8",'
-        'provider="CPUExecutionProvider",selftest="passed"} 1' in metrics
+        f'inspector_model_info{{file="{DEFAULT_MODEL.name}",precision="int8",provider="CPUExecutionProvider",'
+        f'selftest="passed",sha256="{stats["model_sha256"]}"}} 1.0' in metrics
     )
-    assert "inspector_model_selftest_passed 1" in metrics
-    assert "inspector_model_provider_fallback 1" in metrics
+    assert "inspector_model_selftest_passed 1.0" in metrics
+    assert "inspector_model_provider_fallback 1.0" in metrics

@@ -8,14 +8,13 @@ waiting, so give the server a short `timeout_graceful_shutdown` (a couple of sec
 Modules: `app` (create_app: routers, page, errors), `deps` (AppDeps, the routes' dependency on it), `schemas`
 (request and response models), `security` (accounts, sessions, roles), `routes/` (status, auth, verdicts,
 thresholds), `stream` (the live event stream), `convert` (store and stats objects as answers), `images`
-(annotated JPEGs), `prometheus` (/metrics text), `json_strict` (JSON type checks of bodies), `openapi` (the
-served schema's completion).
+(annotated JPEGs), `json_strict` (JSON type checks of bodies), `openapi` (the
+served schema's completion). `/metrics` comes from `inspector.prometheus`'s collector, one registry per app.
 """
 
 from inspector.api.app import create_app
 from inspector.api.deps import AppDeps
 from inspector.api.images import annotate
-from inspector.api.prometheus import render_metrics
 from inspector.api.security import SESSION_COOKIE
 
-__all__ = ["SESSION_COOKIE", "AppDeps", "annotate", "create_app", "render_metrics"]
+__all__ = ["SESSION_COOKIE", "AppDeps", "annotate", "create_app"]

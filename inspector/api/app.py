@@ -21,6 +21,7 @@ from inspector.api.openapi import finish_schema
 from inspector.api.routes import auth, status, thresholds, verdicts
 from inspector.api.schemas import E401
 from inspector.api.security import authenticator
+from inspector.prometheus import LineCollector, line_registry
 
 __all__ = ["WEB_DIR", "create_app", "index"]
 
@@ -54,6 +55,7 @@ def create_app(deps: AppDeps) -> FastAPI:
         description="Live stats, verdicts and reject images, threshold editing with preview, audit, metrics.",
     )
     app.state.deps = deps
+    app.state.metrics = line_registry(LineCollector(deps.stats, deps.store.stats, lambda: deps.holder().get().version))
     app.state.auth = auth
     app.state.started = time.monotonic()
     app.state.edit_lock = threading.Lock()

@@ -10,10 +10,12 @@ One job a module:
 | `source` | `SyntheticSource`: the line as a frame source (paced by `inspector.sources.Paced`) |
 | `datasets` | `write_dataset` (YOLO layout), `write_folder` (good/, bad/, truth.json) |
 | `cli` | `inspector sim` (also `python -m inspector.sim`) |
+| `mooncake/` | the second product, a synthetic mooncake line: its own source, writers, `inspector sim mooncake` |
 | `plc`, `plc_cli` | `PlcSimulator` (conveyor, triggers, reject gate, report) and `inspector plc-sim` |
 
 Everything is deterministic by (seed, part index). The PLC simulator needs paho: import it from
-`inspector.sim.plc`, not from here, so that drawing parts never loads MQTT.
+`inspector.sim.plc`, not from here, so that drawing parts never loads MQTT; the mooncake line from
+`inspector.sim.mooncake` (not imported here either).
 """
 
 from __future__ import annotations

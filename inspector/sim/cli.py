@@ -3,6 +3,7 @@
     inspector sim dataset data/synthetic -n 500 --defect-rate 0.5 --val-fraction 0.2
     inspector sim folder /tmp/parts -n 200
     inspector sim bench -n 200
+    inspector sim mooncake {dataset,folder,sheet,bench} ...   (the mooncake line: `inspector.sim.mooncake.cli`)
 
 `python -m inspector.sim` is the same command.
 """
@@ -13,24 +14,33 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from inspector.sim.datasets import write_dataset, write_folder
-from inspector.sim.line import SyntheticLine
+from inspector.sim.line import PartMaker, SyntheticLine
 
-__all__ = ["main"]
+__all__ = ["Action", "line_parser", "main", "run", "standard_actions", "time_parts"]
 
 _DESCRIPTION = "Synthetic PCB production line: procedurally drawn DeepPCB-style parts with known defects."
 
+# An action: the parsed arguments -> the JSON object it prints.
+Action = Callable[[argparse.Namespace], dict[str, Any]]
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
+
+def line_parser(
+    prog: str, description: str, size: int, bench_n: int
+) -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser]:
+    """The `dataset`, `folder` and `bench` sub-commands of a line's command: (parser, its sub-parsers, the parent
+    with `--seed` and `--size`) so that a line can add its own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--size", type=int, default=640)
+    common.add_argument("--size", type=int, default=size)
     p = sub.add_parser("dataset", parents=[common], help="write a YOLO dataset (images, labels, data.yaml)")
     p.add_argument("out", type=Path)
     p.add_argument("-n", type=int, default=500)
@@ -41,18 +51,17 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=100)
     p.add_argument("--defect-rate", type=float, default=0.3)
     p = sub.add_parser("bench", parents=[common], help="time part generation")
-    p.add_argument("-n", type=int, default=200)
+    p.add_argument("-n", type=int, default=bench_n)
     p.add_argument("--defect-rate", type=float, default=1.0)
-    return parser
+    return parser, sub, common
 
 
-def _bench(n: int, seed: int, defect_rate: float, size: int) -> dict[str, float]:
-    """Milliseconds per part over parts 0..n-1: mean, p50, p95, max."""
-    line = SyntheticLine(seed, defect_rate, size)
+def time_parts(make_part: Callable[[int], object], n: int) -> dict[str, float]:
+    """Milliseconds per part over `make_part(0..n-1)`: mean, p50, p95, max."""
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        line.make_part(i)
+        make_part(i)
         times.append((time.perf_counter() - t0) * 1e3)
     ms = np.array(times)
     return {
@@ -63,20 +72,47 @@ def _bench(n: int, seed: int, defect_rate: float, size: int) -> dict[str, float]
     }
 
 
-def main(argv: list[str] | None = None, prog: str = "inspector sim") -> int:
-    """`inspector sim {dataset,folder,bench}`: write synthetic data or time the generator. Exit 0, or 1 on error."""
-    args = _parser(prog).parse_args(argv)
+def standard_actions(
+    write_dataset: Callable[..., dict[str, int]],
+    write_folder: Callable[..., Path],
+    line: Callable[[int, float, int], PartMaker],
+) -> dict[str, Action]:
+    """`dataset`, `folder` and `bench` for a line's writers and its class (called with seed, defect rate, size)."""
+
+    def dataset(args: argparse.Namespace) -> dict[str, Any]:
+        counts = write_dataset(args.out, args.n, args.seed, args.defect_rate, args.val_fraction, args.size)
+        return {"out": str(args.out), **counts}
+
+    def folder(args: argparse.Namespace) -> dict[str, Any]:
+        manifest = write_folder(args.out, args.n, args.seed, args.defect_rate, args.size)
+        return {"out": str(args.out), "manifest": str(manifest), "parts": args.n}
+
+    def bench(args: argparse.Namespace) -> dict[str, Any]:
+        timing = time_parts(line(args.seed, args.defect_rate, args.size).make_part, args.n)
+        return {"parts": args.n, "size": args.size, "defect_rate": args.defect_rate, **timing}
+
+    return {"dataset": dataset, "folder": folder, "bench": bench}
+
+
+def run(args: argparse.Namespace, prog: str, actions: dict[str, Action]) -> int:
+    """Run `args.action` and print its JSON result. Exit 0, or 1 (the error on stderr) on OSError or ValueError."""
     try:
-        if args.action == "dataset":
-            counts = write_dataset(args.out, args.n, args.seed, args.defect_rate, args.val_fraction, args.size)
-            print(json.dumps({"out": str(args.out), **counts}))
-        elif args.action == "folder":
-            manifest = write_folder(args.out, args.n, args.seed, args.defect_rate, args.size)
-            print(json.dumps({"out": str(args.out), "manifest": str(manifest), "parts": args.n}))
-        else:
-            timing = _bench(args.n, args.seed, args.defect_rate, args.size)
-            print(json.dumps({"parts": args.n, "size": args.size, "defect_rate": args.defect_rate, **timing}))
+        print(json.dumps(actions[args.action](args)))
     except (OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "inspector sim") -> int:
+    """`inspector sim {dataset,folder,bench,mooncake}`: write synthetic data or time the generator. Exit 0, or 1 on
+    error. `mooncake ...` runs the mooncake line's command (imported only then)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["mooncake"]:
+        from inspector.sim.mooncake.cli import main as mooncake_main
+
+        return mooncake_main(args_in[1:], prog=f"{prog} mooncake")
+    parser, sub, _ = line_parser(prog, _DESCRIPTION, size=640, bench_n=200)
+    # Parsed by `inspector.sim.mooncake.cli` (main hands it the rest of the line); listed here for --help.
+    sub.add_parser("mooncake", help="the synthetic mooncake line: dataset, folder, sheet, bench (see its --help)")
+    return run(parser.parse_args(args_in), prog, standard_actions(write_dataset, write_folder, SyntheticLine))

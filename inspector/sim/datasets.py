@@ -1,19 +1,21 @@
 """Dataset writers: synthetic parts on disk, as a YOLO dataset (`write_dataset`) or a labelled folder with a truth
-manifest (`write_folder`, what `FolderSource` replays with its ground truth)."""
+manifest (`write_folder`, what `FolderSource` replays with its ground truth). `write_line_dataset` and
+`write_line_folder` write any line's parts (the mooncake line's writers use them too)."""
 
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from inspector.dataset import write_data_yaml
-from inspector.sim.line import LABEL_MARGIN, SyntheticLine
+from inspector.dataset import DEEPPCB_NAMES, write_data_yaml
+from inspector.sim.line import LABEL_MARGIN, PartMaker, SyntheticLine
 
-__all__ = ["write_dataset", "write_folder"]
+__all__ = ["imwrite", "write_dataset", "write_folder", "write_line_dataset", "write_line_folder"]
 
 
 def write_dataset(
@@ -33,16 +35,36 @@ def write_dataset(
     six), OUT/split.json. The split is a seeded shuffle of indices, like `import_deeppcb`; `val_fraction=1` puts
     every part in `val` (a set for `inspector eval` / `inspector calibrate`). Returns counts.
     """
+    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
+    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size, "margin": margin}
+    return write_line_dataset(out, line, n, seed, val_fraction, margin, image_ext, stem="syn", meta=meta)
+
+
+def write_line_dataset(
+    out: Path,
+    line: PartMaker,
+    n: int,
+    seed: int,
+    val_fraction: float,
+    margin: float,
+    image_ext: str,
+    *,
+    stem: str,
+    meta: dict[str, Any],
+    names: dict[int, str] | None = None,
+) -> dict[str, int]:
+    """Write parts 0..n-1 of `line` as a YOLO dataset: files `<stem>_<index>`, the split a shuffle seeded by `seed`,
+    `meta` first in split.json. names: data.yaml's class names, also counted per class in the result (None:
+    DeepPCB's, not counted). Returns counts: train, val, boxes, defective (and per class)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
     order = list(range(n))
     random.Random(seed).shuffle(order)
     n_val = round(n * val_fraction)
     val = set(order[:n_val])
-    counts = {"train": 0, "val": 0, "boxes": 0, "defective": 0}
+    counts = {"train": 0, "val": 0, "boxes": 0, "defective": 0} | {name: 0 for name in (names or {}).values()}
     split_of: dict[str, list[str]] = {"train": [], "val": []}
     for split in ("train", "val"):
         for sub in ("images", "labels", "templates"):
@@ -50,16 +72,18 @@ def write_dataset(
     for i in range(n):
         part = line.make_part(i)
         split = "val" if i in val else "train"
-        stem = f"syn_{i:06d}"
-        _imwrite(out / "images" / split / f"{stem}.{image_ext}", part.image)
-        _imwrite(out / "templates" / split / f"{stem}.{image_ext}", part.template)
-        (out / "labels" / split / f"{stem}.txt").write_text(part.yolo_label(margin))
-        split_of[split].append(stem)
+        name = f"{stem}_{i:06d}"
+        imwrite(out / "images" / split / f"{name}.{image_ext}", part.image)
+        imwrite(out / "templates" / split / f"{name}.{image_ext}", part.template)
+        (out / "labels" / split / f"{name}.txt").write_text(part.yolo_label(margin))
+        split_of[split].append(name)
         counts[split] += 1
         counts["boxes"] += len(part.boxes)
         counts["defective"] += int(part.defective)
-    write_data_yaml(out)
-    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size, "margin": margin}
+        if names is not None:
+            for class_name in part.class_names:
+                counts[class_name] += 1
+    write_data_yaml(out, DEEPPCB_NAMES if names is None else names)
     (out / "split.json").write_text(json.dumps({**meta, "val_fraction": val_fraction, **split_of}, indent=1))
     return counts
 
@@ -79,24 +103,31 @@ def write_folder(
     with `file` relative to OUT, in index order. PNG by default: lossless, so the pixels are the truth's.
     Returns the manifest's path.
     """
+    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
+    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size}
+    return write_line_folder(out, line, n, image_ext, start, meta)
+
+
+def write_line_folder(out: Path, line: PartMaker, n: int, image_ext: str, start: int, meta: dict[str, Any]) -> Path:
+    """Write parts `start..start+n-1` of `line` into OUT/good/ and OUT/bad/, and OUT/truth.json (`meta` first, then
+    `parts`). Returns the manifest's path."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
     (out / "good").mkdir(parents=True, exist_ok=True)
     (out / "bad").mkdir(parents=True, exist_ok=True)
     parts = []
     for i in range(start, start + n):
         part = line.make_part(i)
         rel = f"{'bad' if part.defective else 'good'}/part_{i:06d}.{image_ext}"
-        _imwrite(out / rel, part.image)
+        imwrite(out / rel, part.image)
         parts.append({"file": rel, **part.truth().to_dict()})
     manifest = out / "truth.json"
-    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size}
     manifest.write_text(json.dumps({**meta, "parts": parts}, indent=1))
     return manifest
 
 
-def _imwrite(path: Path, image: np.ndarray) -> None:
+def imwrite(path: Path, image: np.ndarray) -> None:
+    """Write `image` to `path` (JPEG at quality 95); OSError when OpenCV cannot."""
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in {".jpg", ".jpeg"} else []
     if not cv2.imwrite(str(path), image, params):
         raise OSError(f"{path}: could not write the image")

@@ -14,8 +14,9 @@ whatever order parts are made in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -25,11 +26,23 @@ from inspector.dataset import DEEPPCB_NAMES
 from inspector.sim.board import layout
 from inspector.sim.defects import DefectPainter
 
-__all__ = ["LABEL_MARGIN", "PartTruth", "SyntheticLine", "SyntheticPart"]
+__all__ = [
+    "LABEL_MARGIN",
+    "Box",
+    "PartMaker",
+    "PartTruth",
+    "SyntheticLine",
+    "SyntheticPart",
+    "check_line_args",
+    "paint_defects",
+]
 
 LABEL_MARGIN = 10  # px added on each side of a tight box to match DeepPCB's annotation style
 
 _NUM_CLASSES = len(DEEPPCB_NAMES)
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 px, half-open
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,42 @@ class SyntheticPart:
         return "\n".join(rows) + ("\n" if rows else "")
 
 
+class PartMaker(Protocol):
+    """A line of parts: what the frame sources and the dataset writers need (`SyntheticLine`, `MooncakeLine`)."""
+
+    def make_part(self, index: int) -> SyntheticPart: ...
+
+
+def check_line_args(defect_rate: float, size: int, max_defects: int, min_size: int) -> None:
+    """ValueError unless `defect_rate` is in [0, 1], `size` at least `min_size` px and `max_defects` at least 1."""
+    if not 0.0 <= defect_rate <= 1.0:
+        raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
+    if size < min_size:
+        raise ValueError(f"size must be at least {min_size} px, got {size}")
+    if max_defects < 1:
+        raise ValueError(f"max_defects must be at least 1, got {max_defects}")
+
+
+def paint_defects(
+    rng: np.random.Generator, max_defects: int, num_classes: int, paint: Callable[[int], Box | None]
+) -> tuple[list[Box], list[int]]:
+    """Paint 1..`max_defects` defects of classes drawn uniformly; a class that finds no place (`paint` returns
+    None) hands over to the others, in an order drawn once. Returns the boxes and their classes."""
+    boxes: list[Box] = []
+    classes: list[int] = []
+    want = int(rng.integers(1, max_defects + 1))
+    order = rng.permutation(num_classes).tolist()
+    cls_seq = [int(rng.integers(0, num_classes)) for _ in range(want)]
+    for cls in cls_seq:
+        for candidate in [cls, *[c for c in order if c != cls]]:
+            box = paint(candidate)
+            if box is not None:
+                boxes.append(box)
+                classes.append(candidate)
+                break
+    return boxes, classes
+
+
 class SyntheticLine:
     """A deterministic stream of synthetic PCB parts.
 
@@ -130,16 +179,8 @@ class SyntheticLine:
     """
 
     def __init__(self, seed: int = 0, defect_rate: float = 0.3, size: int = 640, max_defects: int = 4) -> None:
-        if not 0.0 <= defect_rate <= 1.0:
-            raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
-        if size < 64:
-            raise ValueError(f"size must be at least 64 px, got {size}")
-        if max_defects < 1:
-            raise ValueError(f"max_defects must be at least 1, got {max_defects}")
-        self.seed = seed
-        self.defect_rate = defect_rate
-        self.size = size
-        self.max_defects = max_defects
+        check_line_args(defect_rate, size, max_defects, min_size=64)
+        self.seed, self.defect_rate, self.size, self.max_defects = seed, defect_rate, size, max_defects
 
     @classmethod
     def from_config(cls, config: SyntheticConfig) -> SyntheticLine:
@@ -157,21 +198,12 @@ class SyntheticLine:
         template = board.render()
         img = template.copy()
         rng = self._rng(index, 1)
-        boxes: list[tuple[int, int, int, int]] = []
+        boxes: list[Box] = []
         classes: list[int] = []
         if rng.random() < self.defect_rate:
+            # A class that finds no place on this board (e.g. no trace for an open) hands over to the others.
             painter = DefectPainter(rng, img, board.traces)
-            want = int(rng.integers(1, self.max_defects + 1))
-            order = rng.permutation(_NUM_CLASSES).tolist()
-            cls_seq = [int(rng.integers(0, _NUM_CLASSES)) for _ in range(want)]
-            for cls in cls_seq:
-                # A class that finds no place on this board (e.g. no trace for an open) hands over to the others.
-                for candidate in [cls, *[c for c in order if c != cls]]:
-                    box = painter.paint(candidate)
-                    if box is not None:
-                        boxes.append(box)
-                        classes.append(candidate)
-                        break
+            boxes, classes = paint_defects(rng, self.max_defects, _NUM_CLASSES, painter.paint)
         return SyntheticPart(
             index=index,
             image=cv2.cvtColor(img, cv2.COLOR_GRAY2BGR),

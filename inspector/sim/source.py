@@ -9,29 +9,27 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.config import SyntheticConfig
-from inspector.sim.line import PartTruth, SyntheticLine
+from inspector.sim.line import PartMaker, PartTruth, SyntheticLine
 from inspector.types import SourceError
 
-__all__ = ["SyntheticSource"]
+__all__ = ["LineSource", "SyntheticSource"]
 
 
-class SyntheticSource:
-    """The synthetic line as a `FrameSource`: parts 0, 1, 2, ... with their `PartTruth`, unpaced.
+class LineSource:
+    """A line of parts (`PartMaker`) as a `FrameSource`: parts 0, 1, 2, ... with their `PartTruth`, unpaced.
 
     limit: stop (read returns None) after this many parts; None runs forever.
     A reopen continues with the next part, as a camera would after a reconnect.
     """
 
-    def __init__(self, config: SyntheticConfig, limit: int | None = None) -> None:
+    def __init__(self, line: PartMaker, limit: int | None, description: str) -> None:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        self.line = SyntheticLine.from_config(config)
+        self.line = line
         self.limit = limit
         self.index = 0
         self._open = False
-        self.description = (
-            f"synthetic PCB line (seed {config.seed}, defect rate {config.defect_rate:g}, {config.size} px)"
-        )
+        self.description = description
 
     def open(self) -> None:
         self._open = True
@@ -48,3 +46,13 @@ class SyntheticSource:
 
     def close(self) -> None:
         self._open = False
+
+
+class SyntheticSource(LineSource):
+    """The synthetic PCB line as a `FrameSource` (a `LineSource` of `SyntheticLine.from_config(config)`)."""
+
+    line: SyntheticLine
+
+    def __init__(self, config: SyntheticConfig, limit: int | None = None) -> None:
+        description = f"synthetic PCB line (seed {config.seed}, defect rate {config.defect_rate:g}, {config.size} px)"
+        super().__init__(SyntheticLine.from_config(config), limit, description)

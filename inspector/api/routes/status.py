@@ -10,9 +10,9 @@ from fastapi.responses import PlainTextResponse
 
 from inspector.api.convert import plain, stats_payload
 from inspector.api.deps import Deps
-from inspector.api.prometheus import render_metrics
 from inspector.api.schemas import HealthOut, StatsOut
 from inspector.api.security import viewer
+from inspector.prometheus import CONTENT_TYPE, render
 
 __all__ = ["router", "viewer_router"]
 
@@ -41,12 +41,12 @@ def health(request: Request, deps: Deps) -> HealthOut:
     tags=["status"],
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}},
 )
-def metrics(deps: Deps) -> PlainTextResponse:
+def metrics(request: Request, deps: Deps) -> PlainTextResponse:
     """Prometheus text format; every metric name starts with `inspector_`. Open, like most exporters."""
-    text = render_metrics(deps.stats(), deps.store.stats(), deps.holder().get().version)
+    text = render(request.app.state.metrics)
     if deps.metrics is not None:
         text += deps.metrics().rstrip("\n") + "\n"
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
 @viewer_router.get("/api/stats", response_model=StatsOut, tags=["status"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.metrics import (
+from inspector.accuracy import (
     COCO_IOU_THRESHOLDS,
     DEEPPCB_IOU,
     DetectionAccumulator,

@@ -1,4 +1,4 @@
-"""Detection and inspection metrics in plain numpy (no torch, no Ultralytics): runtime-safe.
+"""Accuracy of a detector and of its decisions in plain numpy (no torch, no Ultralytics): runtime-safe.
 
 Conventions
 - Boxes are `xyxy` corners in pixels, (n, 4); classes are 0-based ints; confidences are in [0, 1].
