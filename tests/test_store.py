@@ -144,13 +144,13 @@ def test_bounded_queues_count_what_they_drop(tmp_path: Path) -> None:
     """A stalled writer: beyond the image budget verdicts go without images, beyond the queue they are counted."""
     store = make_store(tmp_path, queue_size=5, max_pending_images=2)
     release = threading.Event()
-    original = store._write_image
+    original = store._archive.write
 
     def slow_write_image(p):  # type: ignore[no-untyped-def]
         release.wait(30)
         return original(p)
 
-    store._write_image = slow_write_image  # type: ignore[method-assign]
+    store._archive.write = slow_write_image  # type: ignore[method-assign]
     try:
         t0 = time.monotonic()
         for i in range(20):
@@ -301,7 +301,7 @@ def test_handle_copies_the_frame(tmp_path: Path) -> None:
 
 def test_writer_survives_a_failing_batch(tmp_path: Path) -> None:
     store = make_store(tmp_path)
-    original = store._insert
+    original = store._writer.insert
     calls = {"n": 0}
 
     def flaky_insert(conn, batch):  # type: ignore[no-untyped-def]
@@ -310,7 +310,7 @@ def test_writer_survives_a_failing_batch(tmp_path: Path) -> None:
             raise sqlite3.OperationalError("disk I/O error")
         return original(conn, batch)
 
-    store._insert = flaky_insert  # type: ignore[method-assign]
+    store._writer.insert = flaky_insert  # type: ignore[method-assign]
     try:
         store.handle(verdict(1, [0.9]))
         assert store.flush()
