@@ -188,6 +188,9 @@ def test_plc_sim_with_run_stopped_by_sigterm_and_truth_from_folder_names(
     assert run.returncode == 0, run_err
     assert "SIGTERM" in run_err
 
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    # One verdict per part, none missing. Not necessarily in part order: a part that fails safe because the buffer
+    # overflowed is answered by the capture thread, which a loaded machine may schedule after the worker answered
+    # the next part.
+    records = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["part_id"])
     assert [r["part_id"] for r in records] == list(range(1, len(records) + 1)) and len(records) > parts
     check_report(report, expected_from(records[:parts], truth))
