@@ -39,13 +39,17 @@ log = logging.getLogger("inspector.demo")
 
 
 class TruthTally:
-    """A sink that scores the inspector's own verdicts against the synthetic truth (what the PLC should do)."""
+    """A sink that scores the inspector's own verdicts against the synthetic truth (what the PLC should do).
+
+    failsafe_good: good parts rejected because they were not inspected in time (a machine too busy for the part
+    rate), counted in `false_rejects` too; `false_rejects - failsafe_good` is what the model got wrong.
+    """
 
     name = "truth"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.parts = self.defective = self.escapes = self.false_rejects = 0
+        self.parts = self.defective = self.escapes = self.false_rejects = self.failsafe_good = 0
 
     def handle(self, verdict: Verdict) -> None:
         defective = truth_flag(verdict.truth)
@@ -56,6 +60,7 @@ class TruthTally:
             self.defective += bool(defective)
             self.escapes += bool(defective) and not verdict.rejected
             self.false_rejects += (not defective) and verdict.rejected
+            self.failsafe_good += (not defective) and verdict.failsafe
 
     def close(self) -> None:
         pass
@@ -67,6 +72,7 @@ class TruthTally:
                 "defective": self.defective,
                 "escapes": self.escapes,
                 "false_rejects": self.false_rejects,
+                "failsafe_good": self.failsafe_good,
             }
 
 
