@@ -131,11 +131,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--lines", type=int, default=1, help="simulated lines on one broker, with the fleet view on --port (1)"
+    )
     args = parser.parse_args(argv)
     if args.parts is not None and args.parts < 1:
         parser.error("--parts must be at least 1")
     if args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.lines < 1:
+        parser.error("--lines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     stop = threading.Event()
@@ -147,6 +152,10 @@ def main(argv: list[str]) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
+            if args.lines > 1:
+                from inspector.demo_fleet import run_plant  # the plant: N lines and the fleet view
+
+                return run_plant(args, Path(tmp), stop)
             return _run(args, Path(tmp), stop)
     finally:
         for sig, handler in previous.items():
