@@ -132,7 +132,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
-        "--lines", type=int, default=1, help="simulated lines on one broker, with the fleet view on --port (1)"
+        "--lines",
+        type=int,
+        default=1,
+        help="simulated lines on one broker, sharing --rate, with the fleet view on --port (1)",
     )
     args = parser.parse_args(argv)
     if args.parts is not None and args.parts < 1:

@@ -46,10 +46,12 @@ class PlantLine:
     rate: float
 
 
-def plant_lines(n: int, rate: float, seed: int = 0) -> list[PlantLine]:
-    """`n` lines `line1..lineN`, seeds `seed+1..`, rates stepping down from `rate` (parts/s)."""
+def plant_lines(n: int, total_rate: float, seed: int = 0) -> list[PlantLine]:
+    """`n` lines `line1..lineN`, seeds `seed+1..`, sharing `total_rate` parts/s unevenly (the plant's total is
+    what loads the machine: `--rate 10` with 4 lines costs what one line at 10 parts/s does)."""
+    weights = [_RATE_STEPS[i % len(_RATE_STEPS)] for i in range(n)]
     return [
-        PlantLine(f"line{i + 1}", seed + i + 1, round(rate * _RATE_STEPS[i % len(_RATE_STEPS)], 3)) for i in range(n)
+        PlantLine(f"line{i + 1}", seed + i + 1, round(total_rate * w / sum(weights), 3)) for i, w in enumerate(weights)
     ]
 
 
@@ -80,7 +82,11 @@ class _Running:
     plc: PlcSimulator
 
 
-def _start_line(line: PlantLine, url: str, workdir: Path, args: argparse.Namespace) -> _Running:
+def _start_line(
+    line: PlantLine, url: str, workdir: Path, args: argparse.Namespace, together: threading.Barrier
+) -> _Running:
+    """Start one line; its first part waits at `together` until every line has loaded its model (a line that
+    inspects while the others load would fail parts safe for want of CPU)."""
     from inspector.service import EdgeService
     from inspector.sim import SyntheticSource
     from inspector.sim.plc import PlcSimulator
@@ -100,6 +106,7 @@ def _start_line(line: PlantLine, url: str, workdir: Path, args: argparse.Namespa
         )  # fmt: skip
         plc.start()
         plcs.append(plc)
+        together.wait(timeout=600)
 
     try:
         service.start(before_line=start_plc)
@@ -108,6 +115,35 @@ def _start_line(line: PlantLine, url: str, workdir: Path, args: argparse.Namespa
             plc.stop()
         raise
     return _Running(line, service, tally, plcs[0])
+
+
+def _start_together(lines: list[PlantLine], url: str, workdir: Path, args: argparse.Namespace) -> list[_Running]:
+    """Start every line in a thread of its own (models load in parallel); all or none: when one fails, the
+    others are stopped and its error is raised."""
+    together = threading.Barrier(len(lines))
+    started: list[_Running | None] = [None] * len(lines)
+    errors: list[BaseException] = []
+
+    def start(i: int) -> None:
+        try:
+            started[i] = _start_line(lines[i], url, workdir, args, together)
+        except BaseException as exc:
+            errors.append(exc)
+            together.abort()  # the others stop waiting (and fail) instead of hanging
+
+    threads = [threading.Thread(target=start, args=(i,), name=f"start-{line.name}") for i, line in enumerate(lines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    running = [run for run in started if run is not None]
+    if errors:
+        for run in running:
+            run.service.stop(drain=False)
+            run.plc.stop()
+        first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+        raise first
+    return running
 
 
 def _result(run: _Running, drained: bool, report: Any) -> dict[str, Any]:
@@ -160,8 +196,7 @@ def run_plant(args: argparse.Namespace, workdir: Path, stop: threading.Event) ->
         try:
             fleet = FleetServer(url, port=args.port)
             fleet_url = fleet.start()
-            for line in lines:
-                running.append(_start_line(line, url, workdir, args))
+            running += _start_together(lines, url, workdir, args)
         except Exception as exc:
             print(f"inspector demo: cannot start the plant: {exc}", file=sys.stderr)
             return 2
