@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -65,13 +66,15 @@ def line_config(
     port: int = 0,
     heartbeat_s: float = 1.0,
     keepalive_s: int = 5,
+    threads: int = 0,
 ) -> LineConfig:
     """The demo's line (synthetic camera, model, thresholds, store, dashboard) named `line.name` on `mqtt_url`,
-    with its files under `workdir`."""
+    with its files under `workdir`. threads: the model's intra-op threads (0: onnxruntime's choice, all cores)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = demo_config(line.rate, port, mqtt_url, workdir, line.seed, defect_rate, model)
     mqtt = config.mqtt.model_copy(update={"line": line.name, "heartbeat_s": heartbeat_s, "keepalive_s": keepalive_s})
-    return config.model_copy(update={"mqtt": mqtt})
+    model_config = config.model.model_copy(update={"threads": threads})
+    return config.model_copy(update={"mqtt": mqtt, "model": model_config})
 
 
 @dataclass
@@ -92,7 +95,9 @@ def _start_line(
     from inspector.sim.plc import PlcSimulator
     from inspector.sources import Paced
 
-    config = line_config(line, url, workdir / line.name, args.model, defect_rate=args.defect_rate)
+    # Several lines on a few cores: one inference thread each, rather than every line's session on every core.
+    threads = 1 if args.lines >= (os.cpu_count() or 1) else 0
+    config = line_config(line, url, workdir / line.name, args.model, defect_rate=args.defect_rate, threads=threads)
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), line.rate, read_first=True)
     tally = TruthTally()
     service = EdgeService(config, extra_sinks=[tally], source=source)
