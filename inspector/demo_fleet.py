@@ -8,7 +8,10 @@ total: `{"line": "line1", "parts": ..., "rejected": ..., "failsafe": ..., "escap
 reached the PLC before the part reached its gate. The exit code is 0 when every line drained and every part on
 every line was answered at its gate.
 
-`line_config` is also the line of the fleet tests and of `bench/fleet.py`.
+Each line is a process of its own, as on a real plant (`python -m inspector.demo_fleet CONFIG PARTS`, speaking
+one JSON line per step on stdout): N pipelines in one interpreter would share one GIL. The lines load their
+models together and start making parts together, on a `go` from the demo, so that no line inspects while the
+others are still loading. `line_config` is also the line of the fleet tests and of `bench/fleet.py`.
 """
 
 from __future__ import annotations
@@ -17,18 +20,22 @@ import argparse
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from inspector.config import LineConfig
 from inspector.demo import TruthTally, demo_config
 
 if TYPE_CHECKING:
-    from inspector.service import EdgeService
     from inspector.sim.plc import PlcSimulator
 
 __all__ = ["PlantLine", "line_config", "plant_lines", "run_plant"]
@@ -78,107 +85,88 @@ def line_config(
 
 
 @dataclass
-class _Running:
+class _Child:
+    """One line's process, its PLC simulator, and what it said (`loaded`, then `done`)."""
+
     line: PlantLine
-    service: EdgeService
-    tally: TruthTally
+    proc: subprocess.Popen[str]
     plc: PlcSimulator
+    gate_ms: float
+    said: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def read(self, until: str, timeout_s: float) -> dict[str, Any]:
+        """Read the child's JSON lines until `{"event": until}`; raises when it ends or `timeout_s` passes."""
+        assert self.proc.stdout is not None
+        got: list[dict[str, Any]] = []
 
-def _start_line(
-    line: PlantLine, url: str, workdir: Path, args: argparse.Namespace, together: threading.Barrier
-) -> _Running:
-    """Start one line; its first part waits at `together` until every line has loaded its model (a line that
-    inspects while the others load would fail parts safe for want of CPU)."""
-    from inspector.service import EdgeService
-    from inspector.sim import SyntheticSource
-    from inspector.sim.plc import PlcSimulator
-    from inspector.sources import Paced
+        def reader() -> None:
+            assert self.proc.stdout is not None
+            for text in self.proc.stdout:
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    continue
+                self.said[message.get("event", "")] = message
+                if message.get("event") == until:
+                    got.append(message)
+                    return
 
-    # Several lines on a few cores: one inference thread each, rather than every line's session on every core.
-    threads = 1 if args.lines >= (os.cpu_count() or 1) else 0
-    config = line_config(line, url, workdir / line.name, args.model, defect_rate=args.defect_rate, threads=threads)
-    source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), line.rate, read_first=True)
-    tally = TruthTally()
-    service = EdgeService(config, extra_sinks=[tally], source=source)
-    gate_ms = config.pipeline.gate_ms or 2000.0
-    plcs: list[PlcSimulator] = []
-
-    def start_plc(_svc: EdgeService) -> None:
-        plc = PlcSimulator(
-            url, line=line.name, camera=config.camera.id, prefix=config.mqtt.prefix, rate=line.rate, gate_ms=gate_ms,
-            parts=args.parts,
-        )  # fmt: skip
-        plc.start()
-        plcs.append(plc)
-        together.wait(timeout=600)
-
-    try:
-        service.start(before_line=start_plc)
-    except BaseException:
-        for plc in plcs:
-            plc.stop()
-        raise
-    return _Running(line, service, tally, plcs[0])
-
-
-def _start_together(lines: list[PlantLine], url: str, workdir: Path, args: argparse.Namespace) -> list[_Running]:
-    """Start every line in a thread of its own (models load in parallel); all or none: when one fails, the
-    others are stopped and its error is raised."""
-    together = threading.Barrier(len(lines))
-    started: list[_Running | None] = [None] * len(lines)
-    errors: list[BaseException] = []
-
-    def start(i: int) -> None:
-        try:
-            started[i] = _start_line(lines[i], url, workdir, args, together)
-        except BaseException as exc:
-            errors.append(exc)
-            together.abort()  # the others stop waiting (and fail) instead of hanging
-
-    threads = [threading.Thread(target=start, args=(i,), name=f"start-{line.name}") for i, line in enumerate(lines)]
-    for thread in threads:
+        thread = threading.Thread(target=reader, daemon=True)
         thread.start()
-    for thread in threads:
-        thread.join()
-    running = [run for run in started if run is not None]
-    if errors:
-        for run in running:
-            run.service.stop(drain=False)
-            run.plc.stop()
-        first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
-        raise first
-    return running
+        thread.join(timeout_s)
+        if not got:
+            raise RuntimeError(f"{self.line.name}: no {until!r} from its process (exit code {self.proc.poll()})")
+        return got[0]
 
 
-def _result(run: _Running, drained: bool, report: Any) -> dict[str, Any]:
-    assert run.service.line is not None
-    ledger = run.service.line.pipeline.stats()["ledger"]
-    plc = {k: v for k, v in report.to_dict().items() if not k.endswith("_ids")}
+def _spawn(line: PlantLine, url: str, workdir: Path, args: argparse.Namespace, threads: int) -> _Child:
+    from inspector.sim.plc import PlcSimulator
+
+    config = line_config(line, url, workdir / line.name, args.model, defect_rate=args.defect_rate, threads=threads)
+    path = workdir / f"{line.name}.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+    gate_ms = config.pipeline.gate_ms or 2000.0
+    # The PLC listens before the line makes its first part: in free-run it learns the parts from the answers.
+    plc = PlcSimulator(
+        url, line=line.name, camera=config.camera.id, prefix=config.mqtt.prefix, rate=line.rate, gate_ms=gate_ms,
+        parts=args.parts,
+    )  # fmt: skip
+    plc.start()
+    command = [sys.executable, "-m", "inspector.demo_fleet", str(path), str(args.parts or 0), args.log_level]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return _Child(line, proc, plc, gate_ms)
+
+
+def _result(child: _Child, report: Any) -> dict[str, Any]:
+    done = child.said.get("done", {})
+    ledger = done.get("ledger", {})
     return {
-        "line": run.line.name,
-        "seed": run.line.seed,
-        "rate": run.line.rate,
-        "parts": ledger["decided"],
-        "rejected": ledger["rejected"],
-        "failsafe": ledger["failsafe"],
+        "line": child.line.name,
+        "seed": child.line.seed,
+        "rate": child.line.rate,
+        "parts": ledger.get("decided", 0),
+        "rejected": ledger.get("rejected", 0),
+        "failsafe": ledger.get("failsafe", 0),
         "escapes": report.escapes,
         "false_rejects": report.false_rejects,
         "defective": report.defective,
         "answered": report.parts - report.missing_answers,
         "missing_answers": report.missing_answers,
         "late_answers": report.late_answers,
-        "plc": plc,
-        "inspector": run.tally.snapshot(),
-        "drained": drained,
+        "plc": {k: v for k, v in report.to_dict().items() if not k.endswith("_ids")},
+        "inspector": done.get("tally", {}),
+        "drained": bool(done.get("drained")),
     }
 
 
-def _total(results: list[dict[str, Any]], interrupted: bool) -> dict[str, Any]:
+def _total(results: list[dict[str, Any]], parts: int | None, interrupted: bool) -> dict[str, Any]:
     keys = ("parts", "rejected", "failsafe", "escapes", "false_rejects", "defective", "answered", "missing_answers")
     total: dict[str, Any] = {"line": "total", "lines": len(results)}
     total.update({k: sum(r[k] for r in results) for k in (*keys, "late_answers")})
-    total["every_part_answered"] = all(r["missing_answers"] == 0 and r["answered"] == r["parts"] for r in results)
+    total["every_part_answered"] = all(
+        r["missing_answers"] == 0 and r["answered"] == r["parts"] and (parts is None or r["parts"] == parts)
+        for r in results
+    )
     total["drained"] = all(r["drained"] for r in results)
     total["interrupted"] = interrupted
     return total
@@ -191,54 +179,71 @@ def run_plant(args: argparse.Namespace, workdir: Path, stop: threading.Event) ->
 
     broker = None
     url = args.mqtt
-    if url is None:
-        broker = EmbeddedBroker()
-        url = broker.start()
     lines = plant_lines(args.lines, args.rate, args.seed)
-    running: list[_Running] = []
+    # Several lines on a few cores: one inference thread each, rather than every line's session on every core.
+    threads = 1 if args.lines >= (os.cpu_count() or 1) else 0
+    children: list[_Child] = []
     fleet: FleetServer | None = None
+    results: list[dict[str, Any]] = []
     try:
         try:
+            if url is None:
+                broker = EmbeddedBroker()
+                url = broker.start()
             fleet = FleetServer(url, port=args.port)
             fleet_url = fleet.start()
-            running += _start_together(lines, url, workdir, args)
+            children += [_spawn(line, url, workdir, args, threads) for line in lines]
+            loaded = [child.read("loaded", 600) for child in children]
         except Exception as exc:
             print(f"inspector demo: cannot start the plant: {exc}", file=sys.stderr)
             return 2
+        for child in children:  # every model is loaded: all lines start making parts now
+            assert child.proc.stdin is not None
+            child.proc.stdin.write("go\n")
+            child.proc.stdin.flush()
         kind = f"embedded {broker.kind} " if broker is not None else ""
         print(f"inspector demo: {len(lines)} lines on the {kind}broker {url}", file=sys.stderr)
         print(f"inspector demo: fleet view {fleet_url}", file=sys.stderr)
-        for run in running:
-            login = f" (admin password {run.service.first_password})" if run.service.first_password else ""
+        for child, said in zip(children, loaded, strict=True):
+            login = f" (admin password {said['password']})" if said.get("password") else ""
             print(
-                f"inspector demo: {run.line.name} ({run.line.rate:g} parts/s, seed {run.line.seed}) dashboard "
-                f"{run.service.dashboard_url}{login}",
+                f"inspector demo: {child.line.name} ({child.line.rate:g} parts/s, seed {child.line.seed}) dashboard "
+                f"{said.get('dashboard')}{login}",
                 file=sys.stderr,
             )
         print("inspector demo: Ctrl-C stops", file=sys.stderr, flush=True)
         next_print = time.monotonic()
         while not stop.wait(0.25):
-            if all(r.service.done for r in running):
+            if all(child.proc.poll() is not None for child in children):
                 break
             if time.monotonic() >= next_print:
                 next_print += 2.0
-                parts = "  ".join(f"{r.line.name} {r.tally.snapshot()['parts']:>5}" for r in running)
+                rows = {row["line"]: row for row in fleet.fleet.snapshot()["lines"]}
+                parts = "  ".join(f"{c.line.name} {rows.get(c.line.name, {}).get('decided', 0):>5}" for c in children)
                 print(f"parts: {parts}", file=sys.stderr, flush=True)
-        results = []
-        for run in running:
-            if run.service.done and args.parts is not None:
-                run.plc.wait(timeout_s=(run.service.config.pipeline.gate_ms or 2000.0) / 1000 + 5)
-            drained = run.service.stop(drain=True)
-            results.append(_result(run, drained, run.plc.stop()))
+        for child in children:
+            if stop.is_set() and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)  # drains, then says `done`
+        for child in children:
+            try:
+                child.read("done", 120)
+            except RuntimeError as exc:
+                print(f"inspector demo: {exc}", file=sys.stderr)
+            child.proc.wait(30)
+            if args.parts is not None and not stop.is_set():
+                child.plc.wait(timeout_s=child.gate_ms / 1000 + 5)  # the PLC gates the last parts
+            results.append(_result(child, child.plc.stop()))
     finally:
-        for run in running:
-            run.service.stop(drain=False)
-            run.plc.stop()
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait(10)
+            child.plc.stop()
         if fleet is not None:
             fleet.stop()
         if broker is not None:
             broker.stop()
-    total = _total(results, stop.is_set())
+    total = _total(results, args.parts, stop.is_set())
     if args.parts is not None:
         for result in results:
             print(json.dumps(result), flush=True)
@@ -251,3 +256,54 @@ def run_plant(args: argparse.Namespace, workdir: Path, stop: threading.Event) ->
         )
     ok = total["drained"] and (args.parts is None or total["every_part_answered"])
     return 0 if ok else 1
+
+
+# -- one line's process ---------------------------------------------------------------------------------------
+
+
+def _say(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def _line_main(argv: list[str]) -> int:
+    """`python -m inspector.demo_fleet CONFIG PARTS LOG_LEVEL`: one line of the plant demo. Says `loaded` (dashboard,
+    password) once its model is loaded, waits for `go` on stdin, runs until PARTS parts (0: until SIGTERM / SIGINT),
+    drains, and says `done` (ledger, truth tally, drained)."""
+    from inspector.service import EdgeService
+    from inspector.sim import SyntheticSource
+    from inspector.sources import Paced
+
+    path, parts, level = Path(argv[0]), int(argv[1]) or None, argv[2]
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {path.stem}: %(message)s")
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    config = LineConfig.model_validate(yaml.safe_load(path.read_text()))
+    rate = config.camera.fps or 10.0
+    source = Paced(SyntheticSource(config.camera.synthetic, limit=parts), rate, read_first=True)
+    tally = TruthTally()
+    service = EdgeService(config, extra_sinks=[tally], source=source)
+
+    def loaded(svc: EdgeService) -> None:
+        _say("loaded", dashboard=svc.dashboard_url, password=svc.first_password)
+        sys.stdin.readline()  # `go` (or end of input: the demo is gone, so is the point of waiting)
+
+    try:
+        service.start(before_line=loaded)
+    except Exception as exc:
+        print(f"inspector demo: {path.stem} cannot start: {exc}", file=sys.stderr)
+        return 2
+    while not stop.wait(0.25) and not service.done:
+        pass
+    drained = service.stop(drain=True)
+    assert service.line is not None
+    _say("done", ledger=service.line.pipeline.stats()["ledger"], tally=tally.snapshot(), drained=drained)
+    return 0 if drained else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_line_main(sys.argv[1:]))
