@@ -22,6 +22,8 @@ import numpy as np
 __all__ = ["MID_GREY", "Jitter", "Placement", "board_margin"]
 
 MID_GREY = 127.5  # contrast turns about this level
+_SUBPIXEL_BITS = 5  # OpenCV's INTER_BITS: remap interpolates on a 1/32 px grid
+_SUBPIXELS = 1 << _SUBPIXEL_BITS
 
 
 def board_margin(size: int) -> int:
@@ -120,16 +122,27 @@ class Placement:
         image: (H, W[, C]) uint8 whose pixel (origin, origin) is the view's (0, 0); a board drawn `board_margin`
         px beyond the view on every side lets the view move without bringing in an edge.
         """
-        m = self.matrix
-        m[:, 2] -= m[:, :2] @ np.array([origin, origin], np.float64)
-        warped = cv2.warpAffine(
-            image, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ).astype(np.float32)
-        lit = self.gain * (warped - MID_GREY) + (MID_GREY + self.offset)
+        warped = cv2.remap(image, *self._sample_map(origin), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        lit = self.gain * (warped.astype(np.float32) - MID_GREY) + (MID_GREY + self.offset)
         if noise and self.noise > 0:
             grain = np.random.default_rng(self.noise_seed).normal(0.0, self.noise, (self.size, self.size))
             lit += grain.astype(np.float32)[..., None] if lit.ndim == 3 else grain.astype(np.float32)
         return np.clip(np.rint(lit), 0, 255).astype(np.uint8)
+
+    def _sample_map(self, origin: int) -> tuple[np.ndarray, np.ndarray]:
+        """OpenCV's fixed-point remap maps (where each seen pixel samples, on a 1/32 px grid) into an image whose
+        pixel (origin, origin) is the view's (0, 0). Quantised in view coordinates before `origin` is added, so
+        that the same board pixels give the same seen pixels whatever lies around them (`warpAffine` would round
+        differently for each origin)."""
+        inverse = cv2.invertAffineTransform(self.matrix)
+        grid = np.arange(self.size, dtype=np.float64)
+        x = inverse[0, 0] * grid[None, :] + inverse[0, 1] * grid[:, None] + inverse[0, 2]
+        y = inverse[1, 0] * grid[None, :] + inverse[1, 1] * grid[:, None] + inverse[1, 2]
+        qx = np.rint(x * _SUBPIXELS).astype(np.int32)
+        qy = np.rint(y * _SUBPIXELS).astype(np.int32)
+        whole = np.stack([(qx >> _SUBPIXEL_BITS) + origin, (qy >> _SUBPIXEL_BITS) + origin], axis=-1)
+        fraction = (qy & (_SUBPIXELS - 1)) * _SUBPIXELS + (qx & (_SUBPIXELS - 1))
+        return whole.astype(np.int16), fraction.astype(np.uint16)
 
     def map_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Carry (n, 4) half-open whole-px xyxy boxes along with the part: (boxes (k, 4) float32, kept (n,) bool).
