@@ -18,7 +18,8 @@ from jsonschema import Draft202012Validator
 from inspector.config import DEFAULT_MODEL, LineConfig
 from inspector.line import JsonlSink
 from inspector.plc import load_schema
-from inspector.service import EdgeService, below_floor
+from inspector.service import EdgeService
+from inspector.thresholds import below_floor
 from inspector.types import Thresholds
 from tests.mqtt_helpers import Recorder, publish
 
@@ -174,7 +175,7 @@ def test_thresholds_below_the_detector_floor_warn_and_raise_an_alarm(
         thresholds={"classes": {"spur": {"min_confidence": 0.1}, "copper": {"min_confidence": 0.2, "enabled": False}}},
         mqtt={"enabled": False},
     )
-    caplog.set_level(logging.WARNING, logger="inspector.service")
+    caplog.set_level(logging.WARNING, logger="inspector.thresholds")
     service = start(services, config)
     warned = [r.getMessage() for r in caplog.records if "score floor" in r.getMessage()]
     assert len(warned) == 1 and "min_confidence of spur is below" in warned[0] and "copper" not in warned[0]
