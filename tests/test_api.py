@@ -143,9 +143,7 @@ def test_login_roles_and_unauthenticated_edit(tmp_path: Path) -> None:
 def test_thresholds_edit_is_versioned_validated_and_audited(tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
     with (
-        dashboard(
-            tmp_path, parts=5, announce=lambda e: calls.append((e["old_version"], e["version"], e["user"]))
-        ) as d,
+        dashboard(tmp_path, parts=5, announce=lambda e: calls.append((e["old_version"], e["version"], e["user"]))) as d,
         httpx.Client(base_url=d.base_url, timeout=30) as c,
     ):
         state = c.get("/api/thresholds").json()

@@ -130,10 +130,19 @@ def test_edge_service_end_to_end_thresholds_survive_a_restart(tmp_path: Path, se
         edit2 = {"default": {"min_confidence": 0.4}, "classes": {"short": {"min_confidence": 0.6}}}
         assert put_thresholds(c, auth, 2, edit2, "second look")["version"] == 3
         assert rec.wait_for(lambda r: 3 in versions_in_order(r), WAIT_S)
+        # Each edit saved once and audited once (the store's own rows), and announced once (below, after the stop).
+        assert [(h.version, h.recipe) for h in service.store.threshold_history(recipe=None)] == [
+            (3, "default"),
+            (2, "default"),
+            (1, "default"),
+        ]
+        audited = [(a.action, a.new_version) for a in service.store.audit() if a.action.startswith("thresholds")]
+        assert audited == [("thresholds.update", 3), ("thresholds.update", 2), ("thresholds.start", 1)]
 
         assert service.stop() is True  # drained
         assert rec.wait_for(lambda r: r.payloads("status")[-1]["status"] == "offline", WAIT_S)
         assert rec.payloads("status")[-1]["reason"] == "stopped"
+        assert [p["version"] for p in rec.payloads("events") if p["event"] == "thresholds"] == [2, 3]
     assert service.stop() is True  # idempotent: nothing left to do, nothing raised
     assert not service.broker.running and service.done
     before = {(p["part_id"], p["seq"]) for p in rec.payloads("verdict")}
