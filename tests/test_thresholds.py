@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from inspector.api import AppDeps, create_app
 from inspector.config import StoreConfig
 from inspector.store import Store
 from inspector.store.schema import SCHEMA_VERSION
 from inspector.thresholds import LineThresholds, StaleVersionError, ThresholdsError
 from inspector.types import Thresholds
+from tests.web_helpers import EDITOR, make_users, serve
 
 NAMES = {0: "rect", 1: "circle"}
 
@@ -271,3 +274,46 @@ def test_floor_alarm_is_logged_once_per_change(caplog: pytest.LogCaptureFixture)
     assert line.floor_alarm("default", NAMES) is None
     line.edit("default", rules(1, 0.05), expected_version=2, user="qa", names=NAMES)  # the edit checks, and logs
     assert len(caplog.records) == 2 and "thresholds v3" in caplog.records[-1].getMessage()
+
+
+def test_dashboard_edits_and_history_follow_the_active_recipe(tmp_path: Path) -> None:
+    """api -> thresholds -> store: an edit on the dashboard goes to the active recipe's holder and rows; the
+    history lists the active recipe's versions unless asked for another's."""
+    store = Store(store_config(tmp_path), NAMES)
+    line = LineThresholds({"default": rules(1, 0.25), "pcb": rules(4, 0.3)}, store=store)
+    active = {"recipe": "default"}
+    deps = AppDeps(
+        store=store,
+        thresholds=line,
+        stats=lambda: {},
+        names=NAMES,
+        recipe=lambda: active["recipe"],
+        users=make_users(),
+    )
+    try:
+        with serve(create_app(deps)) as base_url, httpx.Client(base_url=base_url, timeout=30) as c:
+            token = c.post("/api/login", json={"username": EDITOR[0], "password": EDITOR[1]}).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            active["recipe"] = "pcb"  # the line switched product
+            assert c.get("/api/thresholds").json()["thresholds"]["version"] == 4
+            body = {"version": 4, "thresholds": {"classes": {"circle": {"min_confidence": 0.6}}}, "comment": "pcb"}
+            r = c.put("/api/thresholds", json=body, headers=auth)
+            assert r.status_code == 200 and r.json()["thresholds"]["version"] == 5, r.text
+            assert line.current("pcb").version == 5 and line.current("default") == rules(1, 0.25)
+            history = c.get("/api/thresholds/history").json()
+            assert [(h["recipe"], h["version"]) for h in history] == [("pcb", 5), ("pcb", 4)]
+            history = c.get("/api/thresholds/history", params={"recipe": "default"}).json()
+            assert [(h["recipe"], h["version"]) for h in history] == [("default", 1)]
+            stale = c.put("/api/thresholds", json=body, headers=auth)
+            assert stale.status_code == 409 and "version 5" in stale.json()["detail"]
+            unknown = c.put(
+                "/api/thresholds", json={**body, "version": 5, "thresholds": {"classes": {"x": {}}}}, headers=auth
+            )
+            assert unknown.status_code == 422
+    finally:
+        store.close()
+    assert table(store.path, "SELECT recipe, version FROM thresholds ORDER BY id") == [
+        ("default", 1),
+        ("pcb", 4),
+        ("pcb", 5),
+    ]
