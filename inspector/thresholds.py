@@ -72,13 +72,18 @@ class ThresholdsHolder:
         """Install `new` as version current+1 and return it. Its own `version` field is ignored."""
         with self._lock:
             current = self._current
-            if expected_version is not None and expected_version != current.version:
-                raise StaleVersionError(
-                    f"thresholds are at version {current.version}, the change was made on {expected_version}"
-                )
+            if expected_version is not None:
+                _check_version(current, expected_version)
             installed = new.model_copy(update={"version": current.version + 1})
             self._current = installed
             return installed
+
+
+def _check_version(current: Thresholds, expected_version: int) -> None:
+    if expected_version != current.version:
+        raise StaleVersionError(
+            f"thresholds are at version {current.version}, the change was made on {expected_version}"
+        )
 
 
 class ThresholdsLog(Protocol):
@@ -156,10 +161,6 @@ class LineThresholds:
         floors = {"default": config.model.conf, **{n: r.model.conf for n, r in config.recipes.items()}}
         return cls(configured, floors=floors, store=store)
 
-    @property
-    def recipes(self) -> list[str]:
-        return list(self._holders)
-
     def holder(self, recipe: str) -> ThresholdsHolder:
         """The holder the pipeline reads for `recipe`. Raises KeyError for an unknown recipe."""
         try:
@@ -190,9 +191,11 @@ class LineThresholds:
         holder = self.holder(recipe)
         with self._edit_lock:
             old = holder.get()
-            installed = holder.swap(new, expected_version=expected_version)
-            if self._store is not None:
-                self._store.record_thresholds(installed, recipe=recipe, user=user, comment=comment, old=old)
+            _check_version(old, expected_version)
+            if self._store is not None:  # saved and audited before it is in force: a failed write changes nothing
+                saved = new.model_copy(update={"version": old.version + 1})
+                self._store.record_thresholds(saved, recipe=recipe, user=user, comment=comment, old=old)
+            installed = holder.swap(new, expected_version=old.version)
         log.info("recipe %s: thresholds v%d -> v%d by %s: %s", recipe, old.version, installed.version, user, comment)
         self.floor_alarm(recipe, names)
         if self.announce is not None:

@@ -258,6 +258,12 @@ def test_an_edit_is_saved_once_audited_once_announced_once(tmp_path: Path) -> No
         line.announce = broken
         assert line.edit("pcb", rules(1, 0.65), expected_version=2, user="qa", names=NAMES)[1].version == 3
         assert store.latest_thresholds("pcb") == rules(3, 0.65)
+
+        # A write that fails leaves the edit out of force: nothing is in force that is not saved and audited.
+        store.close()
+        with pytest.raises(sqlite3.Error):
+            line.edit("pcb", rules(1, 0.7), expected_version=3, user="qa", names=NAMES)
+        assert line.current("pcb") == rules(3, 0.65)
     finally:
         store.close()
 

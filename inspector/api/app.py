@@ -40,7 +40,7 @@ _ROUTERS: tuple[tuple[APIRouter, bool], ...] = (
 
 
 def create_app(deps: AppDeps) -> FastAPI:
-    """Build the dashboard app. The caller runs it (uvicorn) and owns the store, holder and pipeline."""
+    """Build the dashboard app. The caller runs it (uvicorn) and owns the store, thresholds and pipeline."""
     auth = authenticator(deps)
     try:
         app_version = version("inspector")
