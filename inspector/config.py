@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from inspector.redact import redact_text
 from inspector.resources import find_model
 from inspector.types import Decision, Thresholds
 
@@ -352,7 +353,8 @@ def _issues(
             if prefix in env_prefixes:
                 env = env_prefixes[prefix]
                 break
-        issues.append(ConfigIssue(".".join(loc), message.removeprefix("Value error, "), line, env))
+        # A message may quote the value: a URI's password never goes into it.
+        issues.append(ConfigIssue(".".join(loc), redact_text(message.removeprefix("Value error, ")), line, env))
     return issues
 
 

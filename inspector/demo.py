@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
 from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
@@ -137,6 +138,7 @@ def main(argv: list[str]) -> int:
     if args.rate <= 0:
         parser.error("--rate must be positive")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
     stop = threading.Event()
 
@@ -186,7 +188,7 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     except Exception as exc:
         for plc in plcs:  # started just before the line, which then failed
             plc.stop()
-        print(f"inspector demo: cannot start: {exc}", file=sys.stderr)
+        print(f"inspector demo: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     assert service.line is not None and service.plc is not None
     plc = plcs[0]
@@ -199,7 +201,7 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     print(
         f"inspector demo: {source.description}; model {model['file']} ({model['precision']}, "
         f"{model['provider']}, self-test {model['selftest']['status']}); "
-        f"MQTT {service.plc.info().get('protocol') or '?'} on {plc.url}{broker}; Ctrl-C stops",
+        f"MQTT {service.plc.info().get('protocol') or '?'} on {redact_url(plc.url)}{broker}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )
