@@ -178,6 +178,11 @@ class DashboardConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     login_to_view: bool = False
+    secure_cookies: bool = Field(
+        False,
+        description="mark the session cookie Secure (sent over HTTPS only): set it when the dashboard is served "
+        "behind a TLS proxy; the page cannot log in over plain HTTP then",
+    )
     users: dict[str, UserConfig] = Field(default_factory=dict)
 
 
