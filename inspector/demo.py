@@ -15,7 +15,6 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 from inspector.config import DEFAULT_MODEL, LineConfig
 from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
+from inspector.tempdirs import owned_tempdir, remove_stale
 from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
 
@@ -34,9 +34,16 @@ if TYPE_CHECKING:
     from inspector.service import EdgeService
     from inspector.sim.plc import PlcSimulator
 
-__all__ = ["TruthTally", "demo_config", "main"]
+__all__ = ["DEMO_PREFIX", "TruthTally", "demo_config", "main", "remove_stale_folders"]
 
 log = logging.getLogger("inspector.demo")
+
+DEMO_PREFIX = "inspector-demo-"  # the demo's work folder (store, images) in the temp folder, marked with its pid
+
+
+def remove_stale_folders() -> list[Path]:
+    """Remove the work folders (and embedded brokers' folders) of demos that were killed before they could."""
+    return [p for prefix in (DEMO_PREFIX, "inspector-mosquitto-", "inspector-amqtt-") for p in remove_stale(prefix)]
 
 
 class TruthTally:
@@ -148,8 +155,9 @@ def main(argv: list[str]) -> int:
     # Handlers first: a Ctrl-C while the model loads still ends the demo through the same clean stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
-            return _run(args, Path(tmp), stop)
+        remove_stale_folders()
+        with owned_tempdir(DEMO_PREFIX) as workdir:
+            return _run(args, workdir, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

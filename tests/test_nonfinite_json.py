@@ -29,7 +29,7 @@ def refused(r: httpx.Response) -> bool:
 def test_has_non_finite() -> None:
     for bad in BAD_NUMBERS:
         assert has_non_finite(f'{{"a": [1, {{"b": {bad}}}]}}'.encode())
-    assert has_non_finite(b'{"a": 1' + b"0" * 400 + b'.5}')  # a long literal overflows a float too
+    assert has_non_finite(b'{"a": 1' + b"0" * 400 + b".5}")  # a long literal overflows a float too
     assert not has_non_finite(b'{"a": 1.5e300, "b": -2, "c": "NaN"}')  # the string "NaN" is fine
     assert not has_non_finite(b"{not json")  # FastAPI's own 422 handles that
     assert not has_non_finite(b"\xff\xfe")
