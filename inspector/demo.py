@@ -6,6 +6,10 @@ one-line summary; stops cleanly on Ctrl-C, or after `--parts N` with a final JSO
 `{"parts": ..., "rejected": ..., "failsafe": ..., "escapes": ..., "false_rejects": ...}`.
 Escapes (defective parts passed) and false rejects (good parts rejected) are counted against the synthetic ground
 truth, at the PLC's gate.
+
+Its work folder (store, images) and the embedded broker's are temporary and marked with the demo's pid: a demo
+killed with `kill -9` leaves them (and, thanks to the parent-death signal, no broker), and the next demo removes
+them. A broker URL with a password is shown redacted in the banner.
 """
 
 from __future__ import annotations
