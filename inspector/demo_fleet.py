@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -120,6 +120,7 @@ class _Child:
 
 
 def _spawn(line: PlantLine, url: str, workdir: Path, args: argparse.Namespace, threads: int) -> _Child:
+    from inspector.plc.broker import spawn_child
     from inspector.sim.plc import PlcSimulator
 
     config = line_config(line, url, workdir / line.name, args.model, defect_rate=args.defect_rate, threads=threads)
@@ -133,7 +134,8 @@ def _spawn(line: PlantLine, url: str, workdir: Path, args: argparse.Namespace, t
     )  # fmt: skip
     plc.start()
     command = [sys.executable, "-m", "inspector.demo_fleet", str(path), str(args.parts or 0), args.log_level]
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # A line dies with the demo, even a demo killed with kill -9 (`spawn_child`: PR_SET_PDEATHSIG on Linux).
+    proc = cast("subprocess.Popen[str]", spawn_child(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     return _Child(line, proc, plc, gate_ms)
 
 

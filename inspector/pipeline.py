@@ -34,7 +34,6 @@ from typing import Any
 
 from inspector.capture import Capture
 from inspector.config import PipelineConfig, TriggerConfig
-from inspector.decide import ThresholdsHolder
 from inspector.dispatch import Dispatcher
 from inspector.inference import Inference
 from inspector.ledger import IDLE_POLL_S, Ledger, PendingTriggers
@@ -42,6 +41,7 @@ from inspector.part_buffer import PartBuffer
 from inspector.protocols import Detector, Recipe, Sink
 from inspector.recipe_book import RecipeBook
 from inspector.stats import Stats
+from inspector.thresholds import ThresholdsHolder
 from inspector.throttled_log import ThrottledLog
 from inspector.types import FrameSource
 from inspector.watchdog import Watchdog

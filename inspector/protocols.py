@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from inspector.decide import ThresholdsHolder
+from inspector.thresholds import ThresholdsHolder
 from inspector.types import Detections, Verdict
 
 __all__ = ["Detector", "Recipe", "Sink"]

@@ -37,6 +37,7 @@ from inspector.plc.contract import (
 )
 from inspector.plc.queue import Item, Outbox
 from inspector.plc.tally import VerdictTally
+from inspector.redact import redact_obj
 from inspector.types import Verdict
 
 __all__ = ["PlcLink"]
@@ -222,7 +223,8 @@ class PlcLink:
         with self._lock:
             self._event_seq += 1
             seq = self._event_seq
-        self._conn.submit(Item("event", self.topics.events, dumps(event_payload(event, seq=seq))))
+        # Redacted: an alarm or event may quote a camera URI or an error message (docs: inspector/redact.py).
+        self._conn.submit(Item("event", self.topics.events, dumps(redact_obj(event_payload(event, seq=seq)))))
 
     # -- introspection ------------------------------------------------------------------------------------------
 
@@ -324,7 +326,7 @@ class PlcLink:
             latency_ms=latency,
             recipes=recipes,
         )
-        self._conn.publish(self.topics.heartbeat, dumps(payload), qos=0)
+        self._conn.publish(self.topics.heartbeat, dumps(redact_obj(payload)), qos=0)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
