@@ -3,7 +3,6 @@ files, the 405 answer, and the completed OpenAPI document."""
 
 from __future__ import annotations
 
-import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -41,9 +40,8 @@ _ROUTERS: tuple[tuple[APIRouter, bool], ...] = (
 
 
 def create_app(deps: AppDeps) -> FastAPI:
-    """Build the dashboard app. The caller runs it (uvicorn) and owns the store, holder and pipeline."""
+    """Build the dashboard app. The caller runs it (uvicorn) and owns the store, thresholds and pipeline."""
     auth = authenticator(deps)
-    thresholds.record_start_thresholds(deps)
     try:
         app_version = version("inspector")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -58,7 +56,6 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.state.metrics = line_registry(LineCollector(deps.stats, deps.store.stats, lambda: deps.holder().get().version))
     app.state.auth = auth
     app.state.started = time.monotonic()
-    app.state.edit_lock = threading.Lock()
 
     view_errors = E401 if deps.config.login_to_view else {}
     for router, for_viewers in _ROUTERS:
