@@ -1,15 +1,28 @@
 """Registration of a frame to its golden reference (issue 15): known synthetic motions are recovered to well under
 half a pixel (the issue asks < 0.5 px), lighting drift does not bias them, and every way of failing is a typed
-`Unregistered` with its reason, never an exception or a silently wrong warp."""
+`Unregistered` with its reason, never an exception or a silently wrong warp. On the line: a recipe with a reference
+registers each frame before the detector, a part that does not register is a fail-safe reject `unregistered`, and
+registration time is the `register` stage of the stats and `/metrics`."""
 
 from __future__ import annotations
+
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from inspector.reference import reference_composite
+from inspector.config import ModelConfig, ReferenceConfig
+from inspector.detector import ModelError
+from inspector.line import load_recipe
+from inspector.pipeline import Pipeline
+from inspector.prometheus import LineCollector, line_registry, render
+from inspector.reference import REFERENCE_DIFF, reference_composite
 from inspector.registration import Limits, Registered, Registrar, Unregistered, register
+from inspector.sources import MemorySource
+from inspector.types import Decision, Thresholds, Verdict
+from tests.model_factory import legacy_v5_onnx, rewrite_metadata
 
 H, W = 480, 640
 
@@ -164,3 +177,83 @@ def test_one_off_register_matches_the_registrar(board: np.ndarray, registrar: Re
     assert once.ok and kept.ok
     np.testing.assert_allclose(once.warp, kept.warp, atol=1e-9)
     np.testing.assert_array_equal(once.reference, kept.reference)
+
+
+# ------------------------------------------------------------------------------------------------------ the line
+class _Collect:
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.verdicts: list[Verdict] = []
+        self._lock = threading.Lock()
+
+    def handle(self, verdict: Verdict) -> None:
+        with self._lock:
+            self.verdicts.append(verdict)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def stub_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(plain, reference) stub detectors whose objectness is a cell's mean first network channel: for a composite,
+    |frame - reference| (`tests.model_factory.legacy_v5_onnx`); so they find what differs from the reference."""
+    plain = legacy_v5_onnx(tmp_path_factory.mktemp("line") / "plain.onnx", imgsz=64, batch="batch")
+    return plain, rewrite_metadata(plain, plain.with_name("ref.onnx"), {"inspector.input": REFERENCE_DIFF})
+
+
+def test_the_line_registers_each_frame_and_fails_safe_what_does_not_register(
+    stub_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Square frames: the stub model sees them without letterbox padding (whose grey it would take for a difference).
+    board = _board(h=512, w=512)
+    board[128:192, 128:192] = 70  # bare substrate where one part gets copper (one 64 px cell of the stub model)
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), board)
+    recipe = load_recipe(
+        "pcb", ModelConfig(path=stub_models[1]), Thresholds(), "latency", reference=ReferenceConfig(image=reference)
+    )
+    assert recipe.reference is not None and recipe.model["reference"]["image"] == str(reference)
+    good = [_moved(board, dx, dy, a)[0] for dx, dy, a in [(1.5, -2.0, 0.3), (-3.2, 0.7, -0.6), (0.4, 2.6, 1.0)]]
+    copper = _moved(board, 2.0, 1.0, -0.4)[0]
+    copper[134:188, 134:188] = 250
+    frames = [*good, copper, _board(seed=9, h=512, w=512)]  # the last is another part: it cannot register
+    sink = _Collect()
+    pipeline = Pipeline(MemorySource(frames, count=len(frames)), {"pcb": recipe}, recipe="pcb", sinks=[sink])
+    pipeline.start()
+    assert pipeline.wait(60)
+    verdicts = {v.part_id: v for v in sink.verdicts}
+    assert sorted(verdicts) == [1, 2, 3, 4, 5]
+    for part in (1, 2, 3):
+        assert verdicts[part].decision == Decision.PASS and not verdicts[part].failsafe, verdicts[part].reasons
+    assert verdicts[4].decision == Decision.REJECT and not verdicts[4].failsafe, "the copper is found"
+    assert all(120 < (x1 + x2) / 2 < 200 for x1, _, x2, _ in verdicts[4].detections.xyxy[verdicts[4].kept])
+    assert verdicts[5].decision == Decision.REJECT and verdicts[5].reasons == ["unregistered"]
+    assert verdicts[5].failsafe and len(verdicts[5].detections) == 0
+    stats = pipeline.stats()
+    assert stats["ledger"]["failsafe"] == 1 and stats["ledger"]["decided"] == 5
+    assert stats["stage_ms"]["register"]["p50"] > 0
+    metrics = render(line_registry(LineCollector(pipeline.stats)))
+    assert 'inspector_stage_ms{stage="register"}' in metrics
+
+
+def test_a_recipe_refuses_a_reference_model_without_reference_and_a_plain_model_with_one(
+    stub_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    plain, ref = stub_models
+    with pytest.raises(ModelError, match="is a reference model"):
+        load_recipe("pcb", ModelConfig(path=ref), Thresholds(), "latency")
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), _board())
+    with pytest.raises(ModelError, match="is a plain model"):
+        load_recipe("pcb", ModelConfig(path=plain), Thresholds(), "latency", reference=ReferenceConfig(image=reference))
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((H, W), 80, np.uint8))
+    with pytest.raises(ModelError, match=r"recipe pcb: reference.image .*flat.png: .*too little texture"):
+        load_recipe("pcb", ModelConfig(path=ref), Thresholds(), "latency", reference=ReferenceConfig(image=flat))
+    with pytest.raises(ModelError, match="missing or not an image"):
+        load_recipe(
+            "pcb", ModelConfig(path=ref), Thresholds(), "latency", reference=ReferenceConfig(image=tmp_path / "x.png")
+        )
+    assert load_recipe("plain", ModelConfig(path=plain), Thresholds(), "latency").reference is None
