@@ -31,7 +31,7 @@ import numpy as np
 from inspector.detector import PROVIDERS, ModelError, OnnxDetector
 from inspector.detector.metadata import check_reference
 from inspector.reference import REFERENCE_DIFF, paired_template, reference_composite
-from inspector.registration import MOTION_MODELS, Registrar
+from inspector.registration import MOTION_MODELS, MotionModel, Registrar
 from inspector.types import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "main", "read_image"]
@@ -128,7 +128,7 @@ class _References:
     """Each image's reference for a reference model: the one `--reference`, or each NAME_test's NAME_temp; one
     `Registrar` per reference image, built when first needed."""
 
-    def __init__(self, shared: str | None, motion: str) -> None:
+    def __init__(self, shared: str | None, motion: MotionModel) -> None:
         self.shared, self.motion = shared, motion
         self._registrars: dict[str, Registrar] = {}
 
@@ -141,7 +141,7 @@ class _References:
     def registrar(self, reference: str) -> Registrar:
         """Raises ValueError when the reference cannot be read or has no texture to register against."""
         if reference not in self._registrars:
-            self._registrars[reference] = Registrar(read_image(reference), model=self.motion)  # type: ignore[arg-type]
+            self._registrars[reference] = Registrar(read_image(reference), model=self.motion)
         return self._registrars[reference]
 
 
