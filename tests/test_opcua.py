@@ -110,11 +110,6 @@ def client_for(service: EdgeService, user: str | None = OPERATOR, password: str 
     return client
 
 
-async def child(node: Node, *path: str) -> Node:
-    idx = await node.session.get_namespace_index(NAMESPACE) if hasattr(node, "session") else 2
-    return await node.get_child([f"{idx}:{p}" for p in path])
-
-
 async def vision_system(client: Client) -> tuple[Node, int]:
     idx = await client.get_namespace_index(NAMESPACE)
     return await client.nodes.objects.get_child([f"{idx}:VisionSystem"]), idx
@@ -282,40 +277,33 @@ def test_state_goes_to_error_when_the_camera_is_lost_and_back(line: tuple[EdgeSe
             cause = await vsm.get_child([f"{idx}:ErrorCause"])
             ready = await system.get_child([f"{idx}:Ready"])
 
-            async def state_is(name: str) -> Callable[[], Awaitable[bool]]:
-                async def check() -> bool:
-                    return (await current.read_value()).Text == name
-
-                return check
-
-            assert await wait_until(await state_is("Operational"))
+            assert await wait_until(state_is(current, "Operational"))
             source.lost = True
             try:
-                assert await wait_until(await state_is("Error")), (await current.read_value()).Text
+                assert await wait_until(state_is(current, "Error")), (await current.read_value()).Text
                 assert await cause.read_value() == "camera lost"
                 assert await ready.read_value() is False
                 state_id = await (await vsm.get_child(["0:CurrentState", "0:Id"])).read_value()
                 assert state_id == (await vsm.get_child([f"{idx}:Error"])).nodeid
             finally:
                 source.lost = False
-            assert await wait_until(await state_is("Operational"))
+            assert await wait_until(state_is(current, "Operational"))
             assert await cause.read_value() == ""
 
-            # Halt / Reset pause and resume the line (as an operator).
-        async with client_for(service) as operator:
+        async with client_for(service) as operator:  # Halt / Reset pause and resume the line
             system, idx = await vision_system(operator)
             vsm = await system.get_child([f"{idx}:VisionStateMachine"])
             current = await vsm.get_child(["0:CurrentState"])
             assert await vsm.call_method(f"{idx}:Halt", 0, "changeover") == 0
-            assert await wait_until(await state_is_of(current, "Halted"))
+            assert await wait_until(state_is(current, "Halted"))
             assert service.line is not None and service.line.pipeline.paused
             assert await vsm.call_method(f"{idx}:Reset", 0, "") == 0
-            assert await wait_until(await state_is_of(current, "Operational"))
+            assert await wait_until(state_is(current, "Operational"))
 
     run(scenario())
 
 
-async def state_is_of(current: Node, name: str) -> Callable[[], Awaitable[bool]]:
+def state_is(current: Node, name: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return (await current.read_value()).Text == name
 
@@ -371,7 +359,7 @@ def test_client_certificate_is_refused_until_trusted(tmp_path: Path) -> None:
                     SecurityPolicyBasic256Sha256, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt
                 )
                 async with client:
-                    system, idx = await vision_system(client)
+                    system, _ = await vision_system(client)
                     return str((await system.read_browse_name()).Name)
 
             with pytest.raises(Exception):  # noqa: B017 - asyncua reports the refusal in several ways

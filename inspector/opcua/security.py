@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from inspector.auth import hash_password, verify_password
-from inspector.config import OpcuaConfig
+from inspector.config import OpcuaConfig, OpcuaUserConfig
 
-__all__ = ["APPLICATION_URI", "ClientTrust", "InspectorUsers", "RoleRules", "server_certificate"]
+__all__ = ["APPLICATION_URI", "ClientTrust", "InspectorUsers", "RoleRules", "demo_settings", "server_certificate"]
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +184,18 @@ class ClientTrust:
                 self.trusted,
             )
             raise
+
+
+def demo_settings(port: int, pki_dir: Path) -> tuple[OpcuaConfig, str]:
+    """`inspector demo --opcua-port P`: the server on 127.0.0.1:P, anonymous clients may watch, an `operator` with
+    a random password (returned, to print) may call methods, and any client certificate is accepted (loopback)."""
+    password = secrets.token_urlsafe(12)
+    config = OpcuaConfig(
+        enabled=True,
+        port=port,
+        anonymous="viewer",
+        users={"operator": OpcuaUserConfig(password_hash=hash_password(password, iterations=100_000), role="operator")},
+        pki_dir=pki_dir,
+        trust_all_clients=True,
+    )
+    return config, password
