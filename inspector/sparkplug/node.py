@@ -216,11 +216,12 @@ class SparkplugNode:
             self._throttled("device", 60, logging.WARNING, "Sparkplug: verdict of unknown camera %s", verdict.camera_id)
             return
         values = m.part_values(verdict, self.names)
-        device.last_part = values
         specs = self._specs[device.id]
         body_metrics = [(specs[name], value) for name, value in values.items()]
         stamp = m.part_time_ms(verdict)
         with self._send_lock:
+            # Under the send lock: a part is either in the DBIRTH (as the last part) or in a DDATA, never both.
+            device.last_part = values
             sent = self._born and self._publish_data(
                 "DDATA", device.id, body_metrics, metric_timestamp_ms=stamp, timestamp_ms=stamp
             )
