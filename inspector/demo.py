@@ -130,6 +130,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic line seed (0)")
     parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
+    parser.add_argument("--sparkplug", action="store_true", help="also run the Sparkplug B edge node (docs/plant.md)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if args.parts is not None and args.parts < 1:
@@ -161,6 +162,8 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     from inspector.sources import Paced
 
     config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
+    if args.sparkplug:  # the embedded broker carries the Sparkplug namespace too
+        config = config.model_copy(update={"sparkplug": config.sparkplug.model_copy(update={"enabled": True})})
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
     service = EdgeService(config, extra_sinks=[tally], source=source)
@@ -203,6 +206,10 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if service.sparkplug is not None:
+        spb = service.sparkplug.info()
+        node = f"spBv1.0/{spb['group_id']}/+/{spb['edge_node_id']}"
+        print(f"inspector demo: Sparkplug B edge node {node} (device {config.camera.id})", file=sys.stderr)
     live = sys.stderr.isatty()
     try:
         next_print = time.monotonic()

@@ -343,7 +343,9 @@ class EdgeService:
             names=pipeline.names,
         )
         self.sparkplug.start()
-        if not self.sparkplug.wait_connected(10.0 if self.broker is not None else 3.0):
+        # Without a primary host the node births at once: wait for it, so that the first part's result is sent.
+        wait = self.sparkplug.wait_connected if spb.primary_host_id else self.sparkplug.wait_born
+        if not wait(10.0 if self.broker is not None else 3.0):
             log.warning("Sparkplug broker %s not reachable yet; starting the line", self.sparkplug.info()["url"])
 
     def _start_dashboard(self) -> None:

@@ -87,7 +87,7 @@ def test_config_off_by_default_and_one_clear_error_per_bad_field(tmp_path: Path)
 
     config = tmp_path / "creds.yaml"
     config.write_text(yaml.safe_dump({"sparkplug": {"enabled": True, "username": "u"}}))
-    with pytest.raises(ConfigError, match=r"sparkplug \(line 1\): sparkplug\.username/password/tls apply to sparkplug\.url only"):
+    with pytest.raises(ConfigError, match=r"sparkplug \(line 1\): sparkplug\.username/password/tls apply to"):
         load_config(config, env={})
 
 
@@ -351,3 +351,31 @@ def _acceptance(child: Child, host: ScadaHost, plain: Any, node: str, camera: st
     assert host.of("NDEATH")[0].values == {m.BD_SEQ: bd_seq}
     seqs_in_order(host.messages)
     assert not host.problems
+
+
+def test_demo_sparkplug_switch_births_and_sends_every_part(broker: Any) -> None:
+    """`inspector demo --sparkplug`: the edge node births before the first part, every part's result arrives,
+    and the clean stop ends with NDEATH."""
+    scada = ScadaHost(broker.url, "demo-host", "inspector").start()
+    try:
+        root = Path(__file__).resolve().parent.parent
+        argv = ["--parts", "12", "--rate", "6", "--port", "0", "--mqtt", broker.url, "--sparkplug"]
+        done = subprocess.run(
+            [sys.executable, "-m", "inspector", "demo", *argv],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Sparkplug B edge node spBv1.0/inspector/+/demo (device cam0)" in done.stderr
+        assert scada.wait_for(lambda h: h.of("NDEATH"))
+        kinds = [msg.kind for msg in scada.messages]
+        assert kinds[:2] == ["NBIRTH", "DBIRTH"] and kinds[-1] == "NDEATH"
+        assert scada.of("DBIRTH")[0].values["Last Part/Part ID"] is None  # born before the first part
+        assert sorted(scada.values("Last Part/Seq")) == list(range(1, 13))
+        seqs_in_order(scada.messages)
+        assert not scada.problems
+    finally:
+        scada.stop()
