@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -208,6 +209,30 @@ def test_node_state_handshake_bdseq_rebirth_commands_and_report_by_exception(bro
     assert host.wait_for(lambda h: len(h.of("NDEATH")) == 2)
     assert host.of("NDEATH")[1].values == {m.BD_SEQ: 1}
     seqs_in_order(host.messages)
+    assert not host.problems
+
+
+def test_connection_lost_reconnects_with_the_next_bdseq_in_will_and_birth(broker: Any, host: ScadaHost) -> None:
+    """The socket dies under paho (no DISCONNECT): the broker sends the will (bdSeq 0); paho reconnects by itself
+    with a will that carries bdSeq 1, and the new NBIRTH says 1; the next death says 1 too."""
+    line = FakeLine()
+    config = SparkplugConfig(enabled=True, url=broker.url, group_id=GROUP, min_period_s=0.1)
+    node = SparkplugNode(config, [Device("cam0", line.status, line)], edge_node_id="line2")
+    node.start()
+    try:
+        for bd_seq in (0, 1):
+            assert host.wait_for(lambda h, n=bd_seq + 1: len(h.of("DBIRTH")) == n), host.problems
+            assert host.of("NBIRTH")[bd_seq].values[m.BD_SEQ] == bd_seq
+            node.handle(make_verdict(10 + bd_seq))
+            assert host.wait_for(lambda h, b=bd_seq: h.values("Last Part/Part ID")[-1:] == [10 + b])
+            sock = node._client.socket() if node._client is not None else None
+            assert sock is not None
+            sock.shutdown(socket.SHUT_RDWR)  # as a pulled cable or a crashed peer would, without DISCONNECT
+            assert host.wait_for(lambda h, n=bd_seq + 1: len(h.of("NDEATH")) == n)
+            assert host.of("NDEATH")[bd_seq].values == {m.BD_SEQ: bd_seq}
+        assert host.wait_for(lambda h: len(h.of("DBIRTH")) == 3) and host.of("NBIRTH")[2].values[m.BD_SEQ] == 2
+    finally:
+        node.stop()
     assert not host.problems
 
 

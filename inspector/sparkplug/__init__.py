@@ -4,7 +4,8 @@ sink and a command source beside the plain MQTT link (`inspector.plc`), switched
     metrics      the metrics model: names, datatypes, aliases; values from the pipeline's stats and each verdict
     payloads     the wire format: topics, protobuf payloads, the primary host's STATE (no paho)
     commands     NCMD (rebirth) and DCMD (recipe, pause, resume), run on the pipeline
-    node         `SparkplugNode`: session, bdSeq and will, births, report by exception, the sink
+    sender       the outgoing messages in seq order: births as one unit, DDATA, NDEATH
+    node         `SparkplugNode`: session, bdSeq and will, STATE, births, report by exception, the sink
 
 Encoding uses Eclipse Tahu's `sparkplug_b.proto` (EPL-2.0, vendored as `sparkplug_b.proto`) compiled with
 `protoc --python_out=. sparkplug_b.proto` (protoc 3.21.12: the generated `sparkplug_b_pb2.py` is byte-identical to

@@ -13,22 +13,20 @@ those that changed, at most once per `min_period_s`. Sparkplug keeps no offline 
 (broker away, host offline) parts are counted `unsent`; the plain MQTT link is the contract that never loses one.
 
 Threads: paho's network thread runs the callbacks, which only record state and hand commands on; the worker
-publishes births and status; `handle()` publishes part results. `_send_lock` orders `seq` with the wire, and the
-state lock `_lock` is never held while calling paho.
+publishes births and status; `handle()` publishes part results. The `Sender` orders `seq` with the wire; the
+state lock `_lock` is never held while calling paho, nor while taking the sender's lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 import inspector
@@ -37,15 +35,8 @@ from inspector.plc.client import ProtocolName, new_client, parse_mqtt_url, redac
 from inspector.plc.contract import PlcCommands
 from inspector.sparkplug import metrics as m
 from inspector.sparkplug.commands import Action, CommandRunner, device_actions, node_actions
-from inspector.sparkplug.payloads import (
-    PayloadError,
-    decode_command,
-    encode,
-    encode_death,
-    parse_state,
-    state_topic,
-    topic,
-)
+from inspector.sparkplug.payloads import PayloadError, decode_command, parse_state, state_topic
+from inspector.sparkplug.sender import Sender
 from inspector.throttled_log import ThrottledLog
 from inspector.types import Verdict
 
@@ -61,7 +52,6 @@ class Device:
     id: str
     status: Callable[[], Mapping[str, Any]]
     commands: PlcCommands | None = None
-    last_part: dict[str, m.MetricValue] = field(default_factory=dict)
     last_error: str = ""
 
 
@@ -100,20 +90,16 @@ class SparkplugNode:
         self.client_id = config.client_id or f"inspector-spb-{config.group_id}-{edge_node_id}"
         self._password = config.password.get_secret_value() if config.password is not None else None
         self.devices = {d.id: d for d in devices}
-        self._specs = {d.id: {s.name: s for s in m.device_metrics(i)} for i, d in enumerate(devices)}
-        self._node_specs = {s.name: s for s in m.node_metrics()}
+        self._out = Sender(config.group_id, edge_node_id, list(self.devices), self._lost)
         self._aliases_node = {s.alias: s.name for s in m.node_metrics()}
-        self._aliases_device = {d: {s.alias: s.name for s in specs.values()} for d, specs in self._specs.items()}
+        self._aliases_device = {d: {s.alias: s.name for s in specs.values()} for d, specs in self._out.specs.items()}
         self._rbe = {d.id: m.ReportByException() for d in devices}
         self._group = config.group_id
         self._primary = config.primary_host_id
         self._lock = threading.Condition(threading.Lock())
-        self._send_lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._bd_seq = bd_seq % 256  # the bdSeq in the will of the current (or next) connection
-        self._seq = 0
         self._connected = False
-        self._born = False
         self._need_birth = False
         self._restart = False
         self._stopping = False
@@ -179,7 +165,7 @@ class SparkplugNode:
         return self._wait(lambda: self._connected, timeout_s)
 
     def wait_born(self, timeout_s: float = 10.0) -> bool:
-        return self._wait(lambda: self._born, timeout_s)
+        return self._wait(lambda: self._out.born, timeout_s)
 
     def _wait(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -202,7 +188,7 @@ class SparkplugNode:
                 "primary_host_id": self._primary,
                 "host_online": self._host_online,
                 "connected": self._connected,
-                "born": self._born,
+                "born": self._out.born,
                 "bd_seq": self._bd_seq,
                 **self.counts,
             }
@@ -215,16 +201,7 @@ class SparkplugNode:
         if device is None:
             self._throttled("device", 60, logging.WARNING, "Sparkplug: verdict of unknown camera %s", verdict.camera_id)
             return
-        values = m.part_values(verdict, self.names)
-        specs = self._specs[device.id]
-        body_metrics = [(specs[name], value) for name, value in values.items()]
-        stamp = m.part_time_ms(verdict)
-        with self._send_lock:
-            # Under the send lock: a part is either in the DBIRTH (as the last part) or in a DDATA, never both.
-            device.last_part = values
-            sent = self._born and self._publish_data(
-                "DDATA", device.id, body_metrics, metric_timestamp_ms=stamp, timestamp_ms=stamp
-            )
+        sent = self._out.part(device.id, m.part_values(verdict, self.names), m.part_time_ms(verdict))
         with self._lock:
             self.counts["parts_sent" if sent else "parts_unsent"] += 1
 
@@ -243,12 +220,12 @@ class SparkplugNode:
         client.reconnect_delay_set(0.5, 2.0)  # type: ignore[arg-type]
         with self._lock:
             bd_seq = self._bd_seq
-        client.will_set(self._topic("NDEATH"), self._death(bd_seq), qos=1, retain=False)
+        client.will_set(self._out.topic("NDEATH"), self._out.death_payload(bd_seq), qos=1, retain=False)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         with self._lock:
-            self._client = client
+            self._client = self._out.client = client
             self.counts["sessions"] += 1
         if self.protocol == "5":  # spec 3.0: clean start, session expiry 0 (paho's default)
             client.connect_async(self.address.host, self.address.port, self.config.keepalive_s, clean_start=True)
@@ -261,6 +238,7 @@ class SparkplugNode:
         `bdSeq` is one more."""
         with self._lock:
             client, self._client = self._client, None
+            self._out.client = None
             connected = self._connected
             self._connected = False
             bd_seq = self._bd_seq
@@ -268,17 +246,17 @@ class SparkplugNode:
             self._lock.notify_all()
         if client is None:
             return
-        with self._send_lock:
-            was_born, self._born = self._born, False
-            if say_death and connected and was_born:
-                info = client.publish(self._topic("NDEATH"), self._death(bd_seq), qos=1, retain=False)
-                with contextlib.suppress(RuntimeError, ValueError):
-                    info.wait_for_publish(timeout=2.0)
+        if say_death and connected and self._out.born:
+            self._out.death(client, bd_seq)
+        self._out.born = False
         client.disconnect()
         client.loop_stop()
 
-    def _death(self, bd_seq: int) -> bytes:
-        return encode_death(self._node_specs[m.BD_SEQ], bd_seq)
+    def _lost(self) -> None:
+        """Paho refused a message (socket gone): birth again once connected."""
+        with self._lock:
+            self._need_birth = True
+            self._lock.notify_all()
 
     # -- paho callbacks (network thread): record, hand on, never publish ---------------------------------------
 
@@ -288,13 +266,13 @@ class SparkplugNode:
         if reason.is_failure:
             self._throttled("refused", 60, logging.WARNING, "Sparkplug: broker refused the connection: %s", reason)
             return
-        subscriptions = [(self._topic("NCMD"), 1), (self._topic("DCMD") + "/+", 1)]
+        subscriptions = [(self._out.topic("NCMD"), 1), (self._out.topic("DCMD") + "/+", 1)]
         if self._primary:
             subscriptions.append((state_topic(self._primary), 1))
         client.subscribe(subscriptions)
         with self._lock:
             self._connected = True
-            self._born = False
+            self._out.born = False
             # Without a primary host, birth now; with one, once its (retained) STATE says online.
             self._need_birth = not self._primary or bool(self._host_online)
             self._lock.notify_all()
@@ -306,12 +284,12 @@ class SparkplugNode:
         with self._lock:
             was = self._connected
             self._connected = False
-            self._born = False  # read without the send lock: at worst one DDATA more goes to a dead socket
+            self._out.born = False  # without the sender's lock: at worst one DDATA more goes to a dead socket
             self._bd_seq = (self._bd_seq + 1) % 256
             bd_seq = self._bd_seq
             self._lock.notify_all()
         # paho reconnects by itself with the will it holds: the next connection's will carries the next bdSeq.
-        client.will_set(self._topic("NDEATH"), self._death(bd_seq), qos=1, retain=False)
+        client.will_set(self._out.topic("NDEATH"), self._out.death_payload(bd_seq), qos=1, retain=False)
         if was:
             log.warning("Sparkplug edge node %s lost the broker (%s); reconnecting", self.edge_node_id, reason)
 
@@ -321,10 +299,10 @@ class SparkplugNode:
         try:
             if self._primary and msg.topic == state_topic(self._primary):
                 self._on_state(bytes(msg.payload))
-            elif msg.topic == self._topic("NCMD"):
+            elif msg.topic == self._out.topic("NCMD"):
                 actions = node_actions(decode_command(bytes(msg.payload)), self._aliases_node)
                 self._accept(actions)
-            elif msg.topic.startswith(self._topic("DCMD") + "/"):
+            elif msg.topic.startswith(self._out.topic("DCMD") + "/"):
                 device = msg.topic.rsplit("/", 1)[1]
                 if device not in self.devices:
                     raise PayloadError("unknown_device", f"no device {device!r} on this node")
@@ -349,9 +327,9 @@ class SparkplugNode:
                 return  # an older STATE than one already seen (spec 3.0): stale
             self._host_ts = state.timestamp
             was, self._host_online = self._host_online, state.online
-            if state.online and self._connected and not self._born:
+            if state.online and self._connected and not self._out.born:
                 self._need_birth = True
-            elif not state.online and self._connected and self._born:
+            elif not state.online and self._connected and self._out.born:
                 self._restart = True  # spec 3.0: NDEATH, disconnect, connect again and wait for the host
                 self.counts["host_offline"] += 1
             self._lock.notify_all()
@@ -393,7 +371,7 @@ class SparkplugNode:
                 birth = self._need_birth and self._connected and (not self._primary or bool(self._host_online))
                 if birth:
                     self._need_birth = False
-                report = self._born and (self._report_now or time.monotonic() >= self._last_report + period)
+                report = self._out.born and (self._report_now or time.monotonic() >= self._last_report + period)
                 if report:
                     self._report_now = False
             try:
@@ -425,22 +403,10 @@ class SparkplugNode:
             "Node Info/Software": f"inspector {inspector.__version__}",
             "Node Info/Line": self.line,
         }
-        with self._send_lock:
-            self._seq = 0
-            client = self._client
-            if client is None:
-                return
-            body = encode(((self._node_specs[k], v) for k, v in node_values.items()), seq=self._next_seq(), birth=True)
-            if not self._publish(client, self._topic("NBIRTH"), body):
-                return
-            for device in self.devices.values():
-                specs = self._specs[device.id]
-                values = {**statuses[device.id], **{n: device.last_part.get(n) for n in m.PART_NAMES}}
-                body = encode(((specs[k], values[k]) for k in specs), seq=self._next_seq(), birth=True)
-                if not self._publish(client, self._topic("DBIRTH", device.id), body):
-                    return
-                self._rbe[device.id].reset(statuses[device.id])
-            self._born = True
+        if not self._out.birth(node_values, statuses):
+            return
+        for device, values in statuses.items():
+            self._rbe[device].reset(values)
         with self._lock:
             self.counts["births"] += 1
             self._last_report = time.monotonic()
@@ -450,64 +416,15 @@ class SparkplugNode:
     def _report(self) -> None:
         """DDATA with the status metrics that changed since they were last reported."""
         for device in self.devices.values():
-            values = self._device_values(device)
-            changes = self._rbe[device.id].changes(values)
-            if not changes:
-                continue
-            specs = self._specs[device.id]
-            body_metrics = [(specs[k], v) for k, v in changes.items()]
-            with self._send_lock:
-                sent = self._born and self._publish_data("DDATA", device.id, body_metrics)
-            if sent:
+            changes = self._rbe[device.id].changes(self._device_values(device))
+            if changes and self._out.status(device.id, changes):
                 self._rbe[device.id].reported(changes)
                 with self._lock:
                     self.counts["status_sent"] += 1
         with self._lock:
             self._last_report = time.monotonic()
 
-    # -- sending (call with `_send_lock` held) ------------------------------------------------------------------
-
-    def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq = (self._seq + 1) % 256
-        return seq
-
-    def _publish_data(
-        self,
-        kind: str,
-        device: str,
-        body_metrics: list[tuple[m.MetricSpec, m.MetricValue]],
-        *,
-        metric_timestamp_ms: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> bool:
-        client = self._client
-        if client is None:
-            return False
-        body = encode(
-            body_metrics,
-            seq=self._next_seq(),
-            birth=False,
-            timestamp_ms=timestamp_ms,
-            metric_timestamp_ms=metric_timestamp_ms,
-        )
-        return self._publish(client, self._topic(kind, device), body)
-
-    def _publish(self, client: mqtt.Client, name: str, body: bytes) -> bool:
-        """QoS 0, not retained: what spec 3.0 asks of births and data."""
-        info = client.publish(name, body, qos=0, retain=False)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._born = False  # the socket is gone (or paho refused): birth again once connected
-            with self._lock:
-                self._need_birth = True
-                self._lock.notify_all()
-            return False
-        return True
-
     # -- helpers ------------------------------------------------------------------------------------------------
 
-    def _topic(self, kind: str, device: str | None = None) -> str:
-        return topic(self._group, kind, self.edge_node_id, device)
-
     def __repr__(self) -> str:
-        return f"SparkplugNode({self._group!r}, {self.edge_node_id!r}, born={self._born})"
+        return f"SparkplugNode({self._group!r}, {self.edge_node_id!r}, born={self._out.born})"
