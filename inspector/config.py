@@ -33,6 +33,7 @@ __all__ = [
     "PipelineConfig",
     "RecipeConfig",
     "ReferenceConfig",
+    "SparkplugConfig",
     "StoreConfig",
     "SyntheticConfig",
     "TlsConfig",
@@ -153,6 +154,10 @@ class TlsConfig(_Section):
     insecure: bool = Field(False, description="skip host name checks (commissioning only)")
 
 
+# Sparkplug group, edge node, device and host ids: one MQTT topic level, no wildcards (spec: no '+', '/', '#').
+_SPARKPLUG_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
 class MqttConfig(_Section):
     enabled: bool = True
     url: str | None = Field(
@@ -169,6 +174,40 @@ class MqttConfig(_Section):
     password: SecretStr | None = None
     tls: TlsConfig | None = None
     offline_queue: int = Field(10000, ge=1, description="verdicts kept while the broker is away")
+
+
+class SparkplugConfig(_Section):
+    """A Sparkplug B 3.0 edge node beside the plain MQTT contract (docs/plant.md): the line is the edge node, the
+    camera a device. Off by default."""
+
+    enabled: bool = False
+    url: str | None = Field(
+        None,
+        description="broker (mqtt:// or mqtts://); none: the `mqtt` section's broker, with its credentials and TLS",
+    )
+    group_id: str = Field("inspector", pattern=_SPARKPLUG_ID, description="Sparkplug group id (topic level 2)")
+    edge_node_id: str | None = Field(
+        None, pattern=_SPARKPLUG_ID, description="edge node id; none: `mqtt.line` (one inspector process per node)"
+    )
+    primary_host_id: str | None = Field(
+        None,
+        pattern=_SPARKPLUG_ID,
+        description="the SCADA's host id: birth only while `spBv1.0/STATE/<id>` says online; none: birth at once",
+    )
+    min_period_s: float = Field(
+        1.0, ge=0.0, description="report by exception: changed status metrics at most this often (parts: at once)"
+    )
+    keepalive_s: int = Field(5, ge=1, description="MQTT keep-alive; the broker sends NDEATH ~1.5x this after a hang")
+    client_id: str | None = None
+    username: str | None = Field(None, description="with `url` only (otherwise the `mqtt` section's)")
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _credentials_need_url(self) -> SparkplugConfig:
+        if self.url is None and (self.username is not None or self.password is not None or self.tls is not None):
+            raise ValueError("sparkplug.username/password/tls apply to sparkplug.url only; set it or drop them")
+        return self
 
 
 class UserConfig(_Section):
@@ -214,6 +253,8 @@ class ReferenceConfig(_Section):
     max_shift_px: float = Field(40.0, gt=0, description="largest shift of a part that still registers")
     max_angle_deg: float = Field(5.0, gt=0, description="largest rotation of a part that still registers")
     max_scale_change: float = Field(0.05, ge=0, description="largest |scale - 1| (similarity, affine)")
+
+
 class OpcuaUserConfig(_Section):
     """An OPC UA account: a password (PBKDF2 hash, as `inspector hash-password` makes) or an X.509 user certificate."""
 
@@ -293,6 +334,7 @@ class LineConfig(_Section):
     reference: ReferenceConfig = ReferenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     mqtt: MqttConfig = MqttConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
     dashboard: DashboardConfig = DashboardConfig()
     store: StoreConfig = StoreConfig()
     opcua: OpcuaConfig = OpcuaConfig()

@@ -145,6 +145,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--opcua-port", type=int, metavar="P", help="serve OPC UA on opc.tcp://127.0.0.1:P (docs/plant.md)"
     )
+    parser.add_argument("--sparkplug", action="store_true", help="also run the Sparkplug B edge node (docs/plant.md)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--lines",
@@ -196,6 +197,8 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
 
         opcua, opcua_password = demo_settings(args.opcua_port, workdir / "opcua")
         config = config.model_copy(update={"opcua": opcua})
+    if args.sparkplug:  # the embedded broker carries the Sparkplug namespace too
+        config = config.model_copy(update={"sparkplug": config.sparkplug.model_copy(update={"enabled": True})})
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
     service = EdgeService(config, extra_sinks=[tally], source=source)
@@ -243,6 +246,10 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if service.sparkplug is not None:
+        spb = service.sparkplug.info()
+        node = f"spBv1.0/{spb['group_id']}/+/{spb['edge_node_id']}"
+        print(f"inspector demo: Sparkplug B edge node {node} (device {config.camera.id})", file=sys.stderr)
     live = sys.stderr.isatty()
     try:
         next_print = time.monotonic()
