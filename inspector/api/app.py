@@ -19,8 +19,9 @@ from inspector.api import stream
 from inspector.api.deps import AppDeps
 from inspector.api.openapi import finish_schema
 from inspector.api.routes import auth, status, thresholds, verdicts
+from inspector.api.routes.auth import EDITOR_ROUTES
 from inspector.api.schemas import E401
-from inspector.api.security import authenticator
+from inspector.api.security import authenticator, login_guard
 from inspector.prometheus import LineCollector, line_registry
 
 __all__ = ["WEB_DIR", "create_app", "index"]
@@ -57,6 +58,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.state.deps = deps
     app.state.metrics = line_registry(LineCollector(deps.stats, deps.store.stats, lambda: deps.holder().get().version))
     app.state.auth = auth
+    app.state.login_guard = login_guard(deps, app.state.metrics)
     app.state.started = time.monotonic()
     app.state.edit_lock = threading.Lock()
 
@@ -66,9 +68,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.get("/", include_in_schema=False)(index)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    finish_schema(
-        app, deps.current_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view
-    )
+    required = {("put", "/api/thresholds"), *EDITOR_ROUTES}  # the session is optional on the other routes
+    finish_schema(app, deps.current_names, required=required, all_required=deps.config.login_to_view)
     return app
 
 
