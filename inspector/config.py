@@ -205,6 +205,12 @@ class LoginLimitsConfig(_Section):
         ge=0,
         description="logins waiting for the password hasher, which checks one at a time; more are answered 503 at once",
     )
+    refusal_delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="hold each refused answer (429, 503) this long, at most its Retry-After, so that a client "
+        "looping on refusals makes about one request a second per connection; 0: answer at once",
+    )
     max_tracked: int = Field(
         10000, ge=1, description="accounts and addresses remembered each (bounded memory; the oldest go first)"
     )

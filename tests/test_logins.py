@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,23 +223,26 @@ class SlowAuth:
         return f"session of {username}"
 
 
-def test_guard_answers_busy_at_once_and_audits_failures() -> None:
+def test_guard_refuses_when_the_hasher_is_busy_holds_refusals_and_audits_failures() -> None:
     audited: list[dict[str, str]] = []
-    guard = LoginGuard(LoginLimitsConfig(hash_queue=0), audit=lambda **kw: audited.append(kw))
+    limits = LoginLimitsConfig(hash_queue=0, refusal_delay_s=0.5)
+    guard = LoginGuard(limits, audit=lambda **kw: audited.append(kw))
     auth = SlowAuth()
 
     async def scenario() -> tuple[Any, ...]:
         first = asyncio.ensure_future(guard.login(auth, "a", "wrong", "10.0.0.1"))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # its check is on the hasher now, which takes one at a time and queues none
+        started = time.monotonic()
         with pytest.raises(LoginRefused) as busy:
             await guard.login(auth, "b", "right", "10.0.0.2")  # type: ignore[arg-type]
+        held = time.monotonic() - started  # the refusal was held back, so that a looping client slows down
         auth.go.set()
         wrong = await first
         right = await guard.login(auth, "b", "right", "10.0.0.2")  # type: ignore[arg-type]
-        return busy.value, wrong, right
+        return busy.value, held, wrong, right
 
-    busy, wrong, right = asyncio.run(scenario())
-    assert (busy.status, busy.reason, busy.retry_after) == (503, "busy", 1)
+    busy, held, wrong, right = asyncio.run(scenario())
+    assert (busy.status, busy.reason, busy.retry_after) == (503, "busy", 1) and held >= 0.45
     assert wrong is None and right == "session of b" and auth.checks == 2
     assert audited == [{"user": "a", "action": "login.failed", "comment": "wrong user name or password, from 10.0.0.1"}]
     stats = guard.stats()
@@ -358,46 +359,78 @@ FLOOD_S = 20.0
 FLOOD_THREADS = 16
 
 
-def flood(url: str, seconds: float, threads: int) -> dict[str, Any]:
-    """Threads looping wrong-password logins as fast as answers come. Even threads come from one address and try
-    `admin` and made-up names; odd threads claim a new address each time (X-Forwarded-For, which uvicorn takes from
-    a loopback client) and a new name, as a botnet would, so that only the hash worker bounds their hashing."""
-    codes: Counter[int] = Counter()
-    missing_retry_after = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+# The attacker, run in a process of its own with nothing but httpx imported. Threads loop wrong-password logins as
+# fast as answers come: even threads from one address, trying `admin` and a few usual names; odd threads claim a new
+# address each time (X-Forwarded-For, which uvicorn takes from a loopback client) and a new name, as a botnet would,
+# so that only the hash worker bounds their hashing. It says READY once started (a process start costs a loaded
+# machine's line as much as anything: that is not login traffic), floods from GO on, and prints the status codes
+# counted and the 429/503 answers without Retry-After.
+FLOOD = """
+import json, random, sys, threading, time
+from collections import Counter
+import httpx
 
-    def loop(n: int) -> None:
-        rng = random.Random(n)
-        mine: Counter[int] = Counter()
-        missing = 0
-        with httpx.Client(base_url=url, timeout=30) as c:
-            while time.monotonic() < deadline:
-                if n % 2:
-                    name, headers = (
-                        f"bot{rng.randrange(10**9)}",
-                        {"X-Forwarded-For": f"10.{n}.{rng.randrange(256)}.{rng.randrange(256)}"},
-                    )
-                else:
-                    name, headers = rng.choice(["admin", "root", "operator"]), {}
-                try:
-                    r = c.post("/api/login", json={"username": name, "password": "wrong"}, headers=headers)
-                except httpx.HTTPError:
-                    mine[0] += 1
-                    continue
-                mine[r.status_code] += 1
-                if r.status_code in (429, 503) and not r.headers.get("retry-after", "").isdigit():
-                    missing += 1
-        with lock:
-            codes.update(mine)
-            missing_retry_after[0] += missing
+url, seconds, threads, one_address = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+codes, lock, go = Counter(), threading.Lock(), threading.Event()
+clients = [httpx.Client(base_url=url, timeout=30) for _ in range(threads)]
 
-    workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return {"codes": {str(k): v for k, v in codes.items()}, "missing_retry_after": missing_retry_after[0]}
+def loop(n):
+    rng, mine, c = random.Random(n), Counter(), clients[n]
+    go.wait()
+    while time.monotonic() < deadline:
+        if n % 2 and not one_address:
+            name = f"bot{rng.randrange(10**9)}"
+            headers = {"X-Forwarded-For": f"10.{n}.{rng.randrange(256)}.{rng.randrange(256)}"}
+        else:
+            name, headers = rng.choice(["admin", "root", "operator", "qa", "user", "guest"]), {}
+        try:
+            r = c.post("/api/login", json={"username": name, "password": "wrong"}, headers=headers)
+        except httpx.HTTPError:
+            mine["error"] += 1
+            continue
+        mine[str(r.status_code)] += 1
+        if r.status_code in (429, 503) and not r.headers.get("retry-after", "").isdigit():
+            mine["no_retry_after"] += 1
+    with lock:
+        codes.update(mine)
+
+workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
+for w in workers:
+    w.start()
+print("READY", flush=True)
+sys.stdin.readline()
+deadline = time.monotonic() + seconds
+go.set()
+for w in workers:
+    w.join()
+print(json.dumps(codes), flush=True)
+"""
+
+
+Flood = Callable[[], dict[str, int]]
+
+
+@contextlib.contextmanager
+def flood(
+    url: str, seconds: float, threads: int, *, one_address: bool = False
+) -> Iterator[Callable[[], dict[str, int]]]:
+    """Start the attacker against `url` and wait until it is ready; the body runs just before the flood starts,
+    and the function it gets runs the flood and returns the counts printed."""
+    args = [sys.executable, "-c", FLOOD, url, str(seconds), str(threads), "1" if one_address else "0"]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY", proc.communicate()[1][-3000:]
+
+        def run() -> dict[str, int]:
+            out, err = proc.communicate("GO\n", timeout=seconds + 120)
+            assert proc.returncode == 0, err[-3000:]
+            return json.loads(out.strip().splitlines()[-1])
+
+        yield run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_login_flood_makes_no_part_fail_safe(tmp_path: Path) -> None:
@@ -421,7 +454,6 @@ def test_a_login_flood_makes_no_part_fail_safe(tmp_path: Path) -> None:
         ):
             admin = {"Authorization": f"Bearer {post_login(c, 'admin', service.first_password).json()['token']}"}
             rec.wait_count("verdict", 3, 60)
-            before = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
             depth: list[float] = []
             sampling = threading.Event()
 
@@ -429,39 +461,37 @@ def test_a_login_flood_makes_no_part_fail_safe(tmp_path: Path) -> None:
                 while not sampling.wait(0.5):
                     depth.append(metric_values(c)["inspector_login_hash_queue_depth"])
 
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            call = f"flood({url!r}, {FLOOD_S}, {FLOOD_THREADS})"
-            code = f"import json; from tests.test_logins import flood; print(json.dumps({call}))"
-            run = subprocess.run(
-                [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=FLOOD_S + 120
-            )
-            sampling.set()
-            sampler.join()
-            assert run.returncode == 0, run.stderr[-3000:]
-            result = json.loads(run.stdout.strip().splitlines()[-1])
-            after = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
+            with flood(url, FLOOD_S, FLOOD_THREADS) as run:
+                before = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
+                first_seq = max(v["seq"] for v in rec.payloads("verdict"))
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                codes = run()
+                sampling.set()
+                sampler.join()
+                after = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
 
-            codes = {int(k): v for k, v in result["codes"].items()}
-            assert codes.get(429, 0) > 0 and codes.get(401, 0) > 0, codes
-            assert set(codes) <= {401, 429, 503}, codes  # nothing else: no 5xx but "busy", no dropped connection
-            assert result["missing_retry_after"] == 0
+            assert codes.get("429", 0) > 0 and codes.get("401", 0) > 0, codes
+            assert set(codes) <= {"401", "429", "503"}, codes  # nothing else: no 5xx but "busy", no dropped connection
             assert depth and max(depth) <= 1 + LoginLimitsConfig().hash_queue
             decided = after["decided"] - before["decided"]
             assert decided >= FLOOD_S * 5 * 0.5, (before, after)  # the line kept inspecting meanwhile ...
-            assert after["failsafe"] == 0, after  # ... every part in time
-            verdicts = rec.payloads("verdict")
-            assert verdicts and not [v for v in verdicts if "uninspected" in v["reasons"]]
+            assert after["failsafe"] == before["failsafe"], (before, after)  # ... every part in time
+            during = [v for v in rec.payloads("verdict") if v["seq"] > first_seq]
+            assert during and not [v for v in during if "uninspected" in v["reasons"]]
 
             values = metric_values(c)
-            assert values["inspector_login_failures_total"] == codes[401]
-            assert values['inspector_login_refused_total{reason="address_blocked"}'] > 0
-            # admin was among the names tried: locked now, even with its password, until an editor lifts it.
-            r = post_login(c, "admin", service.first_password)
-            assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
-            if r.json()["detail"].startswith("account locked"):
-                assert c.delete("/api/login-locks/accounts/admin", headers=admin).status_code == 200
-            assert c.delete("/api/login-locks/addresses/127.0.0.1", headers=admin).status_code == 200
+            assert values["inspector_login_failures_total"] == codes["401"]
+            refused = {k: v for k, v in values.items() if k.startswith("inspector_login_refused_total")}
+            assert sum(refused.values()) == codes.get("429", 0) + codes.get("503", 0), refused
+            # The names tried from 127.0.0.1 are in back-off or locked, even with the right password, until an editor
+            # lifts that: then the real admin logs in again.
+            locks = {(i["kind"], i["name"]): i for i in c.get("/api/login-locks", headers=admin).json()["items"]}
+            if locks.get(("account", "admin"), {}).get("locked"):
+                r = post_login(c, "admin", service.first_password)
+                assert r.status_code == 429 and r.json()["detail"].startswith("account locked"), r.text
+            for path in ("accounts/admin", "addresses/127.0.0.1"):
+                assert c.delete(f"/api/login-locks/{path}", headers=admin).status_code in (200, 404)
             assert post_login(c, "admin", service.first_password).status_code == 200
     finally:
         service.stop(drain=False)

@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from inspector.auth import Authenticator, Session
 from inspector.config import LoginLimitsConfig
@@ -44,6 +46,7 @@ __all__ = [
     "LoginGuard",
     "LoginLimiter",
     "LoginRefused",
+    "lower_thread_priority",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ T = TypeVar("T")
 Kind = Literal["account", "address"]
 Reason = Literal["account_locked", "account_backoff", "address_blocked", "busy"]
 REFUSALS: tuple[Reason, ...] = ("account_locked", "account_backoff", "address_blocked", "busy")
+MAX_HELD = 512  # refused answers held back at once (`refusal_delay_s`); more are answered at once
 
 
 class LoginRefused(Exception):
@@ -288,13 +292,33 @@ class LoginLimiter:
         return LockInfo(kind, name, len(state.failures), bool(state.locked_until), max(0.0, wait))
 
 
+HASH_NICE = 10  # the hash thread's nice value where the OS lets one thread have its own (Linux)
+
+
+def lower_thread_priority(nice: int = HASH_NICE) -> bool:
+    """Lower the calling thread's CPU priority to `nice` (Linux: a thread id is a process id to setpriority), so
+    that the line's threads win the CPU when both want it and hashing gets what they leave; the process itself
+    keeps its priority (unlike `os.nice`). Elsewhere it does nothing, and the one-at-a-time bound alone applies.
+    True when lowered."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 class HashWorker:
     """Runs password checks on one thread, one at a time, with at most `queue_size` waiting; `submit` raises
     `HasherBusy` at once when they are all taken, rather than queueing without bound."""
 
     def __init__(self, queue_size: int) -> None:
         self._slots = threading.BoundedSemaphore(queue_size + 1)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="login-hash")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="login-hash", initializer=lower_thread_priority
+        )
         self._depth = 0
         self._lock = threading.Lock()
 
@@ -308,15 +332,20 @@ class HashWorker:
             raise HasherBusy
         with self._lock:
             self._depth += 1
-        try:
-            future = self._executor.submit(job)
-        except BaseException:
-            self._done(None)
-            raise
-        future.add_done_callback(self._done)
-        return future
 
-    def _done(self, _: Future[Any] | None) -> None:
+        def run() -> T:
+            try:
+                return job()
+            finally:  # before the result is set: whoever has it sees the slot free again
+                self._release()
+
+        try:
+            return self._executor.submit(run)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
         with self._lock:
             self._depth -= 1
         self._slots.release()
@@ -342,6 +371,8 @@ class LoginGuard:
     ) -> None:
         self.limiter = LoginLimiter(limits, clock)
         self.hasher = HashWorker(limits.hash_queue)
+        self._delay_s = limits.refusal_delay_s
+        self._held = 0
         self._audit = audit
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -351,17 +382,29 @@ class LoginGuard:
         try:
             attempt = self.limiter.admit(username, address)
         except LoginRefused as refused:
-            self._count(f"refused_{refused.reason}")
-            raise
+            await self._refuse(refused)
         try:
             future = self.hasher.submit(lambda: self._check(auth, attempt, password))
         except HasherBusy:
             self.limiter.cancel(attempt)
-            self._count("refused_busy")
-            raise LoginRefused("busy", 1.0, "too many logins at once; try again in {s} s") from None
+            await self._refuse(LoginRefused("busy", 1.0, "too many logins at once; try again in {s} s"))
         # Shielded: a client that hangs up must not cancel a queued check, whose place the limiter holds.
         ok = await asyncio.shield(asyncio.wrap_future(future))
         return auth.open_session(username) if ok else None
+
+    async def _refuse(self, refused: LoginRefused) -> NoReturn:
+        """Count the refusal and hold its answer a while (`refusal_delay_s`, at most Retry-After): a client that
+        loops on refusals then sends about one request a second per connection, not thousands, and the flood
+        costs the line no CPU. Held answers are capped (a waiting coroutine is cheap, but not free)."""
+        self._count(f"refused_{refused.reason}")
+        delay = min(self._delay_s, float(refused.retry_after))
+        if delay > 0 and self._held < MAX_HELD:
+            self._held += 1  # only the event loop's thread touches it
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._held -= 1
+        raise refused
 
     def _check(self, auth: Authenticator, attempt: Attempt, password: str) -> bool:
         """On the hash worker: the password, then the limiter's record and the audit."""
