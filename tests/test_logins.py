@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from inspector.api import create_app
-from inspector.api.login_guard import HasherBusy, HashWorker, LoginGuard, LoginLimiter, LoginRefused
+from inspector.api.login_guard import HasherBusy, HashWorker, LoginGuard
+from inspector.api.login_limits import LoginLimiter, LoginRefused
 from inspector.config import DEFAULT_MODEL, DashboardConfig, LineConfig, LoginLimitsConfig
 from inspector.service import EdgeService
 from tests.mqtt_helpers import Recorder

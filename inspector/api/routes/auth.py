@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from inspector.api.deps import Deps
 from inspector.api.json_strict import strict
-from inspector.api.login_guard import Kind, LockInfo, LoginRefused
+from inspector.api.login_limits import Kind, LockInfo, LoginRefused
 from inspector.api.schemas import E400, E401, E403, E404, ErrorOut, LoginOut, LoginRequest, MeOut
 from inspector.api.security import SESSION_COOKIE, AuthDep, EditorDep, GuardDep, SessionDep, TokenDep
 
