@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from inspector.api.login_limits import LoginLimiter, LoginRefused
 from inspector.config import DEFAULT_MODEL, DashboardConfig, LineConfig, LoginLimitsConfig
 from inspector.service import EdgeService
 from tests.mqtt_helpers import Recorder
-from tests.web_helpers import EDITOR, VIEWER, make_deps, serve
+from tests.web_helpers import CHROMIUM_ARGS, EDITOR, VIEWER, make_deps, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -339,6 +340,40 @@ def test_api_blocks_an_address_with_retry_after(tmp_path: Path) -> None:
         assert values['inspector_login_refused_total{reason="address_blocked"}'] == 1
         actions = [a["action"] for a in c.get("/api/audit").json()["items"]]
         assert actions[:2] == ["login.unlock", "login.blocked"]
+
+
+def test_an_editor_unlocks_an_account_from_the_page(tmp_path: Path) -> None:
+    """Real headless Chromium (Playwright, as tests/test_web_e2e.py): the Audit card lists the locked account for an
+    editor, its Unlock button lifts the lock, and the audit shows who did."""
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with served(tmp_path, backoff_initial_s=0, account_failures=3) as url, httpx.Client(base_url=url, timeout=30) as c:
+        assert [post_login(c, VIEWER[0], "wrong").status_code for _ in range(3)] == [401, 401, 401]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            errors: list[str] = []
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            expect(page.get_by_test_id("audit-row").first).to_contain_text("login.locked")
+            expect(page.get_by_test_id("locks")).to_be_hidden()  # not for a visitor
+            page.fill("#login-user", EDITOR[0])
+            page.fill("#login-pass", EDITOR[1])
+            page.click("#login-button")
+            row = page.get_by_test_id("lock-row").first
+            expect(row).to_contain_text("account")
+            expect(row).to_contain_text("3 failed, locked 15 min")
+            expect(page.get_by_test_id("lock-row").nth(1)).to_contain_text("address127.0.0.13 failed")  # not locked
+            row.get_by_test_id("unlock").click()
+            expect(page.get_by_test_id("lock-row")).to_have_count(1)
+            expect(page.get_by_test_id("lock-row").first).to_contain_text("address")
+            expect(page.get_by_test_id("audit-row").first).to_contain_text("login.unlock")
+            expect(page.get_by_test_id("audit-row").first).to_contain_text("qa")
+            browser.close()
+        assert errors == []
+        assert post_login(c, *VIEWER).status_code == 200
 
 
 def test_config_section_is_strict_and_has_plant_defaults() -> None:
