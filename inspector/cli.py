@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synthetic parts (PCB; `sim mooncake`: mooncakes): write a YOLO dataset or a labelled folder, time it",
     ),
     "plc-sim": ("inspector.sim.plc_cli", "a PLC stand-in: conveyor, triggers, reject gate, report"),
+    "fleet": ("inspector.fleet.cli", "the plant view: every line on one broker, totals per recipe and shift"),
     "hash-password": ("inspector.auth", "hash a dashboard password for the config's users section"),
 }
 
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"inspector: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from inspector.redact import install_log_redaction
+
+    install_log_redaction()  # no command logs a URI's password, whatever logger says it
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 
