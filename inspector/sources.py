@@ -26,6 +26,7 @@ import numpy as np
 from inspector.config import CameraConfig
 from inspector.grabber import Grabber, StreamClock
 from inspector.imageops import as_bgr
+from inspector.plc.client import redact_url
 from inspector.types import FrameSource, SourceError
 
 __all__ = [
@@ -340,7 +341,7 @@ class OpenCvSource:
             self.kind = "stream"
         else:
             self.kind = "file"
-        self.description = f"opencv {self.kind} {uri}"
+        self.description = f"opencv {self.kind} {redact_url(uri)}"  # it goes to logs, MQTT and the dashboard
         self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
         self.last_capture_ns: int | None = None
         self._clock = StreamClock()
