@@ -34,6 +34,7 @@ __all__ = ["Grabber", "StreamClock"]
 log = logging.getLogger(__name__)
 
 _JOIN_S = 0.5  # how long close() waits for the grab thread; a thread stuck in a read is left to finish alone
+_SETTLE_S = 3.0  # longest wait for a stream to hand over its backlog (`StreamClock.settled`) before frames go out
 
 
 class StreamClock:
@@ -45,24 +46,47 @@ class StreamClock:
     waited. Without a sender clock (RTCP) the floor itself is not known, so the estimate is never earlier than
     the true capture time, only closer to it than the arrival time. A stream time that goes backwards (a new
     stream, a looped file) starts the mapping again.
+
+    `settled`: False while a stream is still handing over what it buffered (right after connecting, an RTSP
+    stream delivers a second or more of old frames at once): each such frame arrives sooner after the one before
+    than their stream times are apart, and lowers the offset by about that much. Until three frames in a row do
+    not, the mapping cannot date a frame (the quickest frame is not the live edge yet); a grabber hands out no
+    frame before then (`Grabber`, at most `_SETTLE_S`). A stream time that does not advance dates nothing (a
+    backend that reports none reads 0 each time).
     """
 
+    SETTLE_FRAMES = 3
+
     def __init__(self) -> None:
-        self._offset_ns: int | None = None
-        self._last_ms = -1.0
+        self.reset()
 
     def reset(self) -> None:
-        self._offset_ns = None
+        self.settled = False
+        self._offset_ns: int | None = None
         self._last_ms = -1.0
+        self._on_beat = 0  # frames in a row that arrived on the stream's beat
+        self._repeats = 0  # frames in a row whose stream time did not advance
 
     def capture_ns(self, stream_ms: float | None, arrival_ns: int) -> int:
         """Capture time of a frame with stream time `stream_ms` that arrived at `arrival_ns` (monotonic)."""
         if stream_ms is None or stream_ms < 0 or stream_ms != stream_ms:  # unknown or NaN
+            self.settled = True
             return arrival_ns
+        if stream_ms == self._last_ms:
+            self._repeats += 1
+            self.settled = self.settled or self._repeats >= 2 * self.SETTLE_FRAMES  # no stream clock after all
+            return arrival_ns
+        self._repeats = 0
+        gap_ns = int((stream_ms - self._last_ms) * 1e6)
         if stream_ms < self._last_ms:
             self._offset_ns = None
+            self.settled, self._on_beat = False, 0
         self._last_ms = stream_ms
         offset = arrival_ns - int(stream_ms * 1e6)
+        if self._offset_ns is not None and not self.settled and gap_ns > 0:
+            on_beat = self._offset_ns - offset < gap_ns // 2  # arrived about when its stream time said
+            self._on_beat = self._on_beat + 1 if on_beat else 0
+            self.settled = self._on_beat >= self.SETTLE_FRAMES
         if self._offset_ns is None or offset < self._offset_ns:
             self._offset_ns = offset
         return min(arrival_ns, int(stream_ms * 1e6) + self._offset_ns)
@@ -83,6 +107,7 @@ class _GrabThread:
         self.source = source
         self.owner = owner
         self.stop = threading.Event()
+        self.opened_ns = time.monotonic_ns()
         self.thread = threading.Thread(target=self._run, name=f"grab-{owner.name}", daemon=True)
 
     def _run(self) -> None:
@@ -103,6 +128,9 @@ class _GrabThread:
                     return
                 told = getattr(self.source, "last_capture_ns", None)
                 captured = told if isinstance(told, int) and 0 < told <= arrival else arrival
+                if not getattr(self.source, "settled", True) and (arrival - self.opened_ns) / 1e9 < _SETTLE_S:
+                    self.owner._skip(self)  # a frame of the backlog a stream hands over on connecting
+                    continue
                 self.owner._put(self, item[0], item[1], captured)
         finally:
             try:
@@ -154,6 +182,13 @@ class Grabber:
             self.frames_grabbed += 1
             self._last_arrival_ns = time.monotonic_ns()
             self._cv.notify_all()
+
+    def _skip(self, grab: _GrabThread) -> None:
+        with self._cv:
+            if grab is self._current:
+                self.frames_grabbed += 1
+                self.frames_skipped += 1
+                self._last_arrival_ns = time.monotonic_ns()
 
     def _finish(self, grab: _GrabThread, error: SourceError | None) -> None:
         with self._cv:

@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from inspector.camera_watch import CameraListener, CameraWatch
 from inspector.config import PipelineConfig, TriggerConfig
 from inspector.decide import ThresholdsHolder, decide
 from inspector.sources import Backoff
@@ -239,6 +240,7 @@ class Pipeline:
             "lost": 0,
             "open_failures": 0,
         }
+        self._camera_watch = CameraWatch(source)  # up / lost with the reason, for listeners (MQTT) and stats
 
         # The bounded buffer between capture and inference, and the triggers waiting for a frame.
         self._buffer: deque[_Part] = deque()
@@ -319,6 +321,17 @@ class Pipeline:
                 overflow = self._pending.popleft()
         if overflow is not None:
             self._fail(overflow, "uninspected", why="too many triggers waiting for a frame")
+        self._software_trigger()
+
+    def _software_trigger(self) -> None:
+        """A camera that takes a frame on command (GenICam `TriggerSoftware`) takes one now; a failure leaves the
+        part to fail safe by its deadline (the capture thread sees the lost camera)."""
+        fire = getattr(self.source, "trigger", None)
+        if callable(fire):
+            try:
+                fire()
+            except SourceError as exc:
+                self._log_every("trigger", 5.0, logging.WARNING, "software trigger failed: %s", exc)
 
     def pause(self) -> None:
         """Stop making parts (frames are still read, so the camera stays fresh); parts in flight finish."""
@@ -361,6 +374,14 @@ class Pipeline:
         active = self._active
         return {"sha256": active.sha256, **active.model}
 
+    def add_camera_listener(self, listener: CameraListener) -> None:
+        """Hear of each camera state change (`inspector.camera_watch`): up, lost with the reason, back."""
+        self._camera_watch.add_listener(listener)
+
+    def camera_state(self) -> dict[str, Any]:
+        """The camera's state, reason and grabber counts (cheap: heartbeats read it)."""
+        return self._camera_watch.snapshot()
+
     def add_sink(self, sink: Sink) -> None:
         """Add a sink (before `start()` for it to see every verdict)."""
         self.sinks.append(sink)
@@ -377,7 +398,7 @@ class Pipeline:
             out["alarms"].append({"name": "model_fallback", "message": active.alarm})
         out.update(
             ledger=self.ledger.snapshot(),
-            camera=dict(self.camera),
+            camera={**self.camera, **self._camera_watch.snapshot()},
             mode=self.mode,
             trigger_mode=self.trigger_config.mode,
             workers=self.n_workers,
@@ -441,6 +462,7 @@ class Pipeline:
                 self.camera["open_failures"] += 1
                 delay = self._backoff.next_delay()
                 self._stats.set_alarm("camera", f"cannot open camera: {exc}; retrying in {delay:.1f} s")
+                self._camera_watch.lost(f"cannot open: {exc}")
                 self._log_every("open", 10.0, logging.WARNING, "cannot open %s: %s", self.camera["description"], exc)
                 self._stop.wait(delay)
                 continue
@@ -470,15 +492,20 @@ class Pipeline:
                 self.camera["lost"] += 1
                 self._stats.set_alarm("camera", f"camera lost: {exc}; reopening")
                 log.warning("lost %s: %s", self.camera["description"], exc)
+                self._camera_watch.lost(str(exc))
+                self._fail_buffered("camera lost: the part's frame is from before the loss")
                 try:
                     self.source.close()
                 except Exception:
                     log.exception("closing %s failed", self.camera["description"])
                 continue
-            captured_ns = time.monotonic_ns()
+            read_ns = time.monotonic_ns()
             if item is None:
                 log.info("%s ended", self.camera["description"])
                 return
+            self._camera_watch.frame()
+            told = getattr(self.source, "last_capture_ns", None)  # the camera's own capture time, where known
+            captured_ns = told if isinstance(told, int) and 0 < told <= read_ns else read_ns
             self._on_frame(item[0], item[1], captured_ns)
 
     def _on_frame(self, image: np.ndarray, truth: Any, captured_ns: int) -> None:
@@ -728,6 +755,14 @@ class Pipeline:
         self._done.set()
         with self._watch_cv:
             self._watch_cv.notify_all()
+
+    def _fail_buffered(self, why: str) -> None:
+        """Fail safe the parts waiting for inspection (a lost camera: their frames predate the loss)."""
+        with self._buffer_cv:
+            parts, self._buffer = list(self._buffer), deque()
+            self._buffer_cv.notify_all()
+        for part in parts:
+            self._fail(part, "uninspected", why=why)
 
     def _fail_pending(self, why: str) -> None:
         with self._pending_lock:

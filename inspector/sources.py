@@ -397,13 +397,18 @@ class OpenCvSource:
         self.last_capture_ns = self._capture_ns(time.monotonic_ns())
         return as_bgr(image), None
 
+    @property
+    def settled(self) -> bool:
+        """False while a stream is still handing over the frames it buffered on connecting (`StreamClock`)."""
+        return self.kind != "stream" or self._clock.settled
+
     def _capture_ns(self, arrival_ns: int) -> int:
         stream_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC) if self._cap is not None else -1.0
         if self.kind == "usb" and stream_ms > 0 and abs(stream_ms * 1e6 - arrival_ns) < 5e9:
             return min(int(stream_ms * 1e6), arrival_ns)  # a V4L2 buffer time: the monotonic clock already
         if self.kind == "file" and not self.realtime:
             return arrival_ns  # decoded as fast as it goes: its timestamps are not a clock
-        return self._clock.capture_ns(stream_ms if stream_ms > 0 else None, arrival_ns)
+        return self._clock.capture_ns(stream_ms if stream_ms >= 0 else None, arrival_ns)
 
     def close(self) -> None:
         if self._cap is not None:

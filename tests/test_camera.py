@@ -190,6 +190,21 @@ def test_stream_clock_dates_a_buffered_frame_back_to_its_stream_time() -> None:
     assert clock.capture_ns(5.0, base + 200_000_000) == base + 200_000_000  # went backwards: a new stream
 
 
+def test_stream_clock_is_settled_once_frames_stop_arriving_in_a_burst() -> None:
+    clock = StreamClock()
+    base = 10_000_000_000
+    for k in range(10):  # a second of frames buffered while connecting, handed over 2 ms apart
+        clock.capture_ns(k * 40.0, base + k * 2_000_000)
+        assert not clock.settled, k
+    for k in range(10, 13):  # then three on the stream's own beat: the live edge
+        assert not clock.settled
+        clock.capture_ns(k * 40.0, base + 20_000_000 + (k - 9) * 39_000_000)
+    assert clock.settled
+    stuck = StreamClock()  # a backend that reports no stream time: 0 every time
+    assert [stuck.capture_ns(0.0, base + k) for k in range(8)] == [base + k for k in range(8)]
+    assert stuck.settled
+
+
 @pytest.mark.parametrize("uri", ["/dev/video97", "/dev/v4l/by-id/usb-Acme_LineCam_0001-video-index0"])
 def test_usb_device_paths_are_cameras_and_a_missing_one_names_the_device(uri: str) -> None:
     source = OpenCvSource(uri)

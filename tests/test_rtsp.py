@@ -160,7 +160,7 @@ def test_rtsp_stream_newest_frame_honest_age_and_loss(server: RtspServer, yolov8
     assert skipped >= FPS * STREAM_S * 0.6, f"only {skipped} frames counted skipped"
     # p99 frame age at decision (capture time -> decision, as the line measures it) within one frame interval plus
     # p99 inference; the true age (from the drawn number) adds the encoder's and the network's delay.
-    ages_ms = np.array([v.timings.latency_ms for v, _, _ in streamed])
+    ages_ms = np.array([v.timings.latency_ms() for v, _, _ in streamed])
     bound_ms = 1000.0 / FPS + inference_p99 + MARGIN_MS
     assert float(np.percentile(ages_ms, 99)) < bound_ms, (np.percentile(ages_ms, 99), bound_ms)
     assert float(np.percentile(lag, 99)) * 1000 < bound_ms + 250, np.percentile(lag, 99)
