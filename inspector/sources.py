@@ -26,7 +26,7 @@ import numpy as np
 from inspector.config import CameraConfig
 from inspector.grabber import Grabber, StreamClock
 from inspector.imageops import as_bgr
-from inspector.plc.client import redact_url
+from inspector.redact import redact_text, redact_url
 from inspector.types import FrameSource, SourceError
 
 __all__ = [
@@ -341,7 +341,7 @@ class OpenCvSource:
             self.kind = "stream"
         else:
             self.kind = "file"
-        self.description = f"opencv {self.kind} {redact_url(uri)}"  # it goes to logs, MQTT and the dashboard
+        self.description = f"opencv {self.kind} {redact_url(uri)}"  # shown in stats, alarms, logs and MQTT
         self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
         self.last_capture_ns: int | None = None
         self._clock = StreamClock()
@@ -372,7 +372,7 @@ class OpenCvSource:
         try:
             cap = cv2.VideoCapture(target, backend, params)
         except cv2.error as exc:  # some backends raise instead of returning a closed capture
-            raise SourceError(f"cannot open {self.description}: {exc}") from exc
+            raise SourceError(f"cannot open {self.description}: {redact_text(str(exc))}") from exc
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.description}")
