@@ -220,8 +220,8 @@ def test_usb_device_paths_are_cameras_and_a_missing_one_names_the_device(uri: st
 
 
 def test_a_missing_usb_device_is_retried_by_the_line_not_taken_for_a_file() -> None:
-    from inspector.decide import ThresholdsHolder
     from inspector.pipeline import Pipeline, Recipe
+    from inspector.thresholds import ThresholdsHolder
     from inspector.types import Thresholds
     from tests.test_pipeline import ScriptedDetector
 

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 
 from inspector.config import CameraConfig, GenicamConfig, PipelineConfig, TriggerConfig
-from inspector.decide import ThresholdsHolder
 from inspector.genicam import GenicamSource, aravis
 from inspector.pipeline import Pipeline, Recipe
 from inspector.sources import Paced, open_source
+from inspector.thresholds import ThresholdsHolder
 from inspector.types import SourceError, Thresholds
 from tests.test_pipeline import CollectingSink, ScriptedDetector, wait_for
 

@@ -28,11 +28,11 @@ from jsonschema import Draft202012Validator
 
 from inspector.broker import free_port
 from inspector.config import CameraConfig, PipelineConfig
-from inspector.decide import ThresholdsHolder
 from inspector.detector import OnnxDetector
 from inspector.pipeline import Pipeline, Recipe
 from inspector.plc import PlcLink, load_schema
 from inspector.sources import open_source
+from inspector.thresholds import ThresholdsHolder
 from inspector.types import Thresholds, Verdict
 from tests.mqtt_helpers import Recorder, mosquitto, mqtt_config
 from tests.rtsp_server import decode_counter, frame_time
