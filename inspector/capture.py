@@ -138,8 +138,9 @@ class Capture:
                 self._stats.set_alarm("camera", f"camera lost: {exc}; reopening")
                 log.warning("lost %s: %s", self.camera["description"], exc)
                 self.watch.lost(str(exc))
+                # Parts still waiting have frames from before the loss: fail safe (no `why`: not an overload).
                 for part in self._buffer.drain():
-                    self._fail(part, "uninspected", why="camera lost: the part's frame is from before the loss")
+                    self._fail(part, "uninspected")
                 try:
                     self.source.close()
                 except Exception:

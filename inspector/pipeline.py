@@ -41,6 +41,7 @@ from inspector.ledger import IDLE_POLL_S, Ledger, PendingTriggers
 from inspector.part_buffer import PartBuffer
 from inspector.protocols import Detector, Recipe, Sink
 from inspector.recipe_book import RecipeBook
+from inspector.sources import software_trigger
 from inspector.stats import Stats
 from inspector.thresholds import ThresholdsHolder
 from inspector.throttled_log import ThrottledLog
@@ -210,8 +211,8 @@ class Pipeline:
     def _software_trigger(self) -> None:
         """A camera that takes a frame on command (GenICam `TriggerSoftware`) takes one now; a failure leaves the
         part to fail safe by its deadline (the capture thread sees the lost camera)."""
-        fire = getattr(self.source, "trigger", None)
-        if callable(fire):
+        fire = software_trigger(self.source)
+        if fire is not None:
             try:
                 fire()
             except SourceError as exc:

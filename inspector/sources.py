@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "as_bgr",
     "load_frames",
     "open_source",
+    "software_trigger",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,6 @@ class Paced:
     def stats(self) -> dict[str, int]:
         inner = getattr(self.source, "stats", None)
         return inner() if callable(inner) else {}
-
-    def trigger(self) -> None:
-        """Pass a software trigger on to a triggerable source."""
-        self.source.trigger()  # type: ignore[attr-defined]
 
     def open(self) -> None:
         self.source.open()
@@ -414,6 +411,18 @@ class OpenCvSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def software_trigger(source: FrameSource) -> Callable[[], None] | None:
+    """The `trigger()` of a camera that takes a frame on command (GenICam software trigger), looking through
+    wrappers (`Paced`); None for any other source."""
+    inner: Any = source
+    while inner is not None:
+        fire = getattr(inner, "trigger", None)
+        if callable(fire):
+            return fire  # type: ignore[no-any-return]
+        inner = getattr(inner, "source", None)
+    return None
 
 
 def open_source(camera: CameraConfig) -> FrameSource:
