@@ -28,8 +28,11 @@ __all__ = [
     "LineConfig",
     "ModelConfig",
     "MqttConfig",
+    "OpcuaConfig",
+    "OpcuaUserConfig",
     "PipelineConfig",
     "RecipeConfig",
+    "ReferenceConfig",
     "StoreConfig",
     "SyntheticConfig",
     "TlsConfig",
@@ -219,11 +222,91 @@ class StoreConfig(_Section):
     pass_sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept")
 
 
+class ReferenceConfig(_Section):
+    """A product's golden reference (issue 15): each frame is registered to it before the detector, which gets the
+    frame and the registered reference together (`inspector.reference`); a reference model needs one. A part that
+    does not register fails safe (`unregistered`). See `inspector.registration` for the motion models and limits."""
+
+    image: Path | None = Field(
+        None,
+        description="defect-free part as this camera sees it (e.g. `inspector sim folder --board-seed` writes one)",
+    )
+    motion: Literal["rigid", "similarity", "affine"] = Field(
+        "rigid", description="how a part may move against the reference: rigid (fixture, conveyor), +scale, affine"
+    )
+    min_correlation: float = Field(0.9, ge=-1.0, le=1.0, description="registered frame vs reference, to accept")
+    max_shift_px: float = Field(40.0, gt=0, description="largest shift of a part that still registers")
+    max_angle_deg: float = Field(5.0, gt=0, description="largest rotation of a part that still registers")
+    max_scale_change: float = Field(0.05, ge=0, description="largest |scale - 1| (similarity, affine)")
+class OpcuaUserConfig(_Section):
+    """An OPC UA account: a password (PBKDF2 hash, as `inspector hash-password` makes) or an X.509 user certificate."""
+
+    password_hash: str | None = Field(None, description="output of `inspector hash-password` (pbkdf2_sha256)")
+    certificate: Path | None = Field(None, description="the user's X.509 certificate (DER or PEM) instead")
+    role: Literal["viewer", "operator"] = Field(
+        "viewer", description="viewer: browse, read, subscribe; operator: also call methods (jobs, recipes)"
+    )
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> OpcuaUserConfig:
+        if (self.password_hash is None) == (self.certificate is None):
+            raise ValueError("give exactly one of password_hash and certificate")
+        return self
+
+
+OpcuaSecurity = Literal[
+    "None",
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
+]
+
+
+class OpcuaConfig(_Section):
+    """The OPC UA server (OPC 40100-1 Machine Vision style VisionSystem, docs/plant.md); off by default."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(4840, ge=0, le=65535, description="TCP port (0: any free port)")
+    path: str = Field("", pattern=r"^(/[A-Za-z0-9_.-]+)*$", description="endpoint path, e.g. /inspector")
+    anonymous: Literal["off", "viewer", "operator"] = Field("off", description="what a client without login may do")
+    users: dict[str, OpcuaUserConfig] = Field(default_factory=dict)
+    security: list[OpcuaSecurity] = Field(
+        default_factory=lambda: ["None", "Basic256Sha256_SignAndEncrypt"],
+        min_length=1,
+        description="endpoint security policies; passwords are encrypted with the server certificate even on None",
+    )
+    certificate: Path | None = Field(None, description="server certificate (DER or PEM); none: a self-signed one")
+    private_key: Path | None = Field(None, description="its private key (PEM)")
+    pki_dir: Path = Field(
+        Path("var/opcua"),
+        description="self-signed server certificate, trusted/ client certificates, rejected/ ones to review",
+    )
+    trust_all_clients: bool = Field(
+        False, description="accept any client application certificate (commissioning only); else trusted/ only"
+    )
+    results_kept: int = Field(10, ge=1, le=1000, description="last results under ResultManagement/Results")
+    queue_size: int = Field(1000, ge=1, description="results waiting for the OPC UA thread before the oldest drops")
+    status_period_s: float = Field(0.2, gt=0, description="how often the state machine follows the line")
+
+    @model_validator(mode="after")
+    def _usable(self) -> OpcuaConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("opcua.certificate and opcua.private_key go together: give both or neither")
+        if self.enabled and self.anonymous == "off" and not self.users:
+            raise ValueError("opcua.users is empty and opcua.anonymous is off: no client could log in")
+        return self
+
+
 class RecipeConfig(_Section):
     """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them."""
 
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    reference: ReferenceConfig = ReferenceConfig()
 
 
 class LineConfig(_Section):
@@ -231,13 +314,15 @@ class LineConfig(_Section):
     trigger: TriggerConfig = TriggerConfig()
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    reference: ReferenceConfig = ReferenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     mqtt: MqttConfig = MqttConfig()
     dashboard: DashboardConfig = DashboardConfig()
     store: StoreConfig = StoreConfig()
+    opcua: OpcuaConfig = OpcuaConfig()
     recipes: dict[str, RecipeConfig] = Field(
         default_factory=dict,
-        description="named products; `model` and `thresholds` above are recipe 'default'",
+        description="named products; `model`, `thresholds` and `reference` above are recipe 'default'",
     )
     recipe: str = Field("default", description="the recipe active at start")
 
@@ -416,7 +501,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 
 def check_files(config: LineConfig) -> list[ConfigIssue]:
-    """Problems pydantic cannot see: model files and image folders that do not exist."""
+    """Problems pydantic cannot see: model files, reference images and image folders that do not exist."""
     issues = []
     model_sections = [("model", config.model)] + [
         (f"recipes.{name}.model", recipe.model) for name, recipe in config.recipes.items()
@@ -427,6 +512,12 @@ def check_files(config: LineConfig) -> list[ConfigIssue]:
     for field, model_path in models:
         if not Path(model_path).is_file():
             issues.append(ConfigIssue(field, f"model file not found: {model_path}"))
+    references = [("reference", config.reference)] + [
+        (f"recipes.{n}.reference", r.reference) for n, r in config.recipes.items()
+    ]
+    for where, reference in references:
+        if reference.image is not None and not Path(reference.image).is_file():
+            issues.append(ConfigIssue(f"{where}.image", f"reference image not found: {reference.image}"))
     cam = config.camera
     if cam.source == "folder" and not Path(cam.uri).is_dir():
         issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))

@@ -142,12 +142,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic line seed (0)")
     parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
+    parser.add_argument(
+        "--opcua-port", type=int, metavar="P", help="serve OPC UA on opc.tcp://127.0.0.1:P (docs/plant.md)"
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--lines",
+        type=int,
+        default=1,
+        help="simulated lines on one broker, sharing --rate, with the fleet view on --port (1)",
+    )
     args = parser.parse_args(argv)
     if args.parts is not None and args.parts < 1:
         parser.error("--parts must be at least 1")
     if args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.lines < 1:
+        parser.error("--lines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
@@ -161,6 +172,10 @@ def main(argv: list[str]) -> int:
     try:
         remove_stale_folders()
         with owned_tempdir(DEMO_PREFIX) as workdir:
+            if args.lines > 1:
+                from inspector.demo_fleet import run_plant  # the plant: N lines and the fleet view
+
+                return run_plant(args, workdir, stop)
             return _run(args, workdir, stop)
     finally:
         for sig, handler in previous.items():
@@ -175,6 +190,12 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     from inspector.sources import Paced
 
     config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
+    opcua_password = None
+    if args.opcua_port is not None:
+        from inspector.opcua.security import demo_settings
+
+        opcua, opcua_password = demo_settings(args.opcua_port, workdir / "opcua")
+        config = config.model_copy(update={"opcua": opcua})
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
     service = EdgeService(config, extra_sinks=[tally], source=source)
@@ -209,6 +230,11 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
     if service.first_password:
         print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
+    if service.opcua is not None:
+        print(
+            f"inspector demo: OPC UA {service.opcua.endpoint}, user 'operator' password {opcua_password}",
+            file=sys.stderr,
+        )
     model = pipeline.model
     print(
         f"inspector demo: {source.description}; model {model['file']} ({model['precision']}, "

@@ -109,6 +109,7 @@ class EdgeService:
         self.store: Any = None
         self.thresholds: LineThresholds | None = None
         self.plc: Any = None
+        self.opcua: Any = None  # inspector.opcua.OpcuaServer when opcua.enabled
         self.broker: Any = None
         self.dashboard_url: str | None = None
         self.first_password: str | None = None
@@ -149,6 +150,10 @@ class EdgeService:
         if config.mqtt.enabled:
             self._start_plc()
             pipeline.add_sink(_RecipeNamed(self.plc, self._names_by_recipe))
+
+        if config.opcua.enabled:
+            self._start_opcua()
+            pipeline.add_sink(_RecipeNamed(self.opcua, self._names_by_recipe))
 
         for sink in self._extra_sinks:
             pipeline.add_sink(_RecipeNamed(sink, self._names_by_recipe) if hasattr(sink, "names") else sink)
@@ -218,6 +223,19 @@ class EdgeService:
         if not self.plc.wait_connected(wait_s):
             log.warning("MQTT broker %s not reachable yet; starting the line, verdicts queue", self.plc.info()["url"])
 
+    def _start_opcua(self) -> None:
+        from inspector.opcua import OpcuaServer
+        from inspector.opcua.model import pipeline_status
+
+        assert self.line is not None
+        pipeline = self.line.pipeline
+        recipes = ["default", *self.config.recipes]
+        commands = _Commands(pipeline, self._on_recipe)
+        self.opcua = OpcuaServer(
+            self.config.opcua, commands, lambda: pipeline_status(pipeline), recipes, names=pipeline.names
+        )
+        self.opcua.start()
+
     def _start_dashboard(self) -> None:
         import uvicorn
 
@@ -269,6 +287,10 @@ class EdgeService:
         self._server_thread.start()
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.dashboard_url = f"http://{host}:{port}/"
+        if self.plc is not None:
+            # Announced in the heartbeat for a plant view; a wildcard bind is reached through the host's name.
+            public = socket.gethostname() if config.host in {"0.0.0.0", "::", ""} else host
+            self.plc.dashboard_url = f"http://{public}:{port}/"
 
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
@@ -319,6 +341,8 @@ class EdgeService:
                 self._server_thread.join(5)
         if self.plc is not None:
             self.plc.stop()  # a no-op after the line closed it; needed when the line never started
+        if self.opcua is not None:
+            self.opcua.stop()  # likewise
         if self.store is not None:
             self.store.close()
         if self.broker is not None:
