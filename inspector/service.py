@@ -206,16 +206,19 @@ class EdgeService:
 
         def status() -> dict[str, Any]:
             # Cheap: called every heartbeat from the MQTT thread.
+            camera = pipeline.camera_state()
             return {
                 "ready": pipeline.ready(),
-                "counters": pipeline.ledger.snapshot(),
+                "counters": {**pipeline.ledger.snapshot(), "frames_skipped": camera["frames_skipped"]},
                 "paused": pipeline.paused,
                 "recipe": pipeline.recipe,
                 "model": model_brief(pipeline.model),
+                "camera": camera,  # why `ready` is false when the camera is the reason
             }
 
         commands = _Commands(pipeline, self._on_recipe)
         self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
+        pipeline.add_camera_listener(self.plc.publish_camera)  # camera lost / back: retained topic and events
         self.plc.start()
         assert self.thresholds is not None
         self.thresholds.announce = self.plc.publish_event  # each dashboard edit, once on `events`
