@@ -436,12 +436,14 @@ ENV_PREFIX = "INSPECTOR_"
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
     """One thing wrong with a config: the field path (`camera.uri`), the YAML line (1-based) or the environment
-    variable it came from, and what is wrong."""
+    variable it came from, and what is wrong. A warning is reported but does not make the config unusable (a USB
+    camera that is unplugged now: the line retries until it appears, so a start-up check must not refuse it)."""
 
     path: str
     message: str
     line: int | None = None
     env: str | None = None
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else f" (from ${self.env})" if self.env else ""
@@ -610,6 +612,8 @@ def check_files(config: LineConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))
     if cam.source == "opencv" and cam.uri.startswith("/dev/") and not Path(cam.uri).exists():
         issues.append(
-            ConfigIssue("camera.uri", f"camera device not found: {cam.uri} (the line retries until it appears)")
+            ConfigIssue(
+                "camera.uri", f"camera device not found: {cam.uri} (the line retries until it appears)", warning=True
+            )
         )
     return issues

@@ -217,6 +217,20 @@ def test_usb_device_paths_are_cameras_and_a_missing_one_names_the_device(uri: st
     assert [str(i) for i in issues if i.path == "camera.uri"] == [
         f"camera.uri: camera device not found: {uri} (the line retries until it appears)"
     ]
+    assert all(i.warning for i in issues if i.path == "camera.uri")  # unplugged now is no reason to refuse a start
+
+
+def test_check_config_warns_about_an_unplugged_camera_and_still_passes(tmp_path: Path) -> None:
+    """The systemd unit runs check-config before each start: a camera that is unplugged at that moment is reported,
+    but the line starts (it retries the device until it appears)."""
+    config = tmp_path / "line.yaml"
+    config.write_text("camera:\n  source: opencv\n  uri: /dev/v4l/by-id/unplugged-camera\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "check-config", str(config)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: camera.uri: camera device not found: /dev/v4l/by-id/unplugged-camera" in done.stderr
+    assert ": OK (camera" in done.stdout
 
 
 def test_a_missing_usb_device_is_retried_by_the_line_not_taken_for_a_file() -> None:
