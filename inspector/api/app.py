@@ -20,8 +20,9 @@ from inspector.api.headers import SecurityHeaders
 from inspector.api.json_strict import NonFiniteJsonGuard
 from inspector.api.openapi import finish_schema
 from inspector.api.routes import auth, status, thresholds, verdicts
+from inspector.api.routes.auth import EDITOR_ROUTES
 from inspector.api.schemas import E401
-from inspector.api.security import authenticator
+from inspector.api.security import authenticator, login_guard
 from inspector.prometheus import LineCollector, line_registry
 
 __all__ = ["WEB_DIR", "create_app", "index"]
@@ -57,6 +58,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.state.deps = deps
     app.state.metrics = line_registry(LineCollector(deps.stats, deps.store.stats, lambda: deps.holder().get().version))
     app.state.auth = auth
+    app.state.login_guard = login_guard(deps, app.state.metrics)
     app.state.started = time.monotonic()
 
     view_errors = E401 if deps.config.login_to_view else {}
@@ -69,9 +71,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.add_middleware(NonFiniteJsonGuard)
     docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     app.add_middleware(SecurityHeaders, docs_paths=docs)
-    finish_schema(
-        app, deps.current_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view
-    )
+    required = {("put", "/api/thresholds"), *EDITOR_ROUTES}  # the session is optional on the other routes
+    finish_schema(app, deps.current_names, required=required, all_required=deps.config.login_to_view)
     return app
 
 
