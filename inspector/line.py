@@ -15,6 +15,7 @@ from typing import IO, Any, Literal
 import cv2
 
 from inspector.config import LineConfig, ModelConfig, ReferenceConfig
+from inspector.part_ids import PartIds
 from inspector.pipeline import Pipeline, Recipe, Sink
 from inspector.registration import Limits, Registrar
 from inspector.sources import open_source
@@ -198,12 +199,14 @@ def build_line(
     sinks: Sequence[Sink] = (),
     source: FrameSource | None = None,
     thresholds: LineThresholds | None = None,
+    ids: PartIds | None = None,
 ) -> Line:
     """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
     return the line ready to `start()`. Other recipes load on their first `set_recipe`.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
+    ids: the part numbers (the service's, kept in the store across restarts); default: counting from 1.
     Raises `inspector.detector.ModelError` when the model or its reference cannot be loaded, or they do not fit.
     """
     pc = config.pipeline
@@ -236,5 +239,6 @@ def build_line(
         reconnect=(config.camera.reconnect_initial_s, config.camera.reconnect_max_s),
         recipe_loader=loader,
         recipe_names=list(models),
+        ids=ids,
     )
     return Line(config, pipeline)

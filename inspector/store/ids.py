@@ -81,6 +81,7 @@ class StoredIds(PartIds):
                 self._written.wait()
             self._closed = True
             mark = self._ahead[1] if self._ahead is not None else self._limit
+            self._limit, self._ahead = self._next, None  # a number asked for after this raises (closed database)
             with self._db_lock:
                 try:
                     self._conn.execute(
