@@ -284,6 +284,29 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool
     return True
 
 
+@pytest.mark.parametrize("with_run", [True, False], ids=["run-in-answers", "no-run"])
+def test_free_run_a_new_run_is_a_restart_not_missing_parts(broker: EmbeddedBroker, with_run: bool) -> None:
+    """After a restart the inspector's ids continue past the numbers it had reserved (docs/mqtt.md): a newer `run`
+    tells the PLC the gap holds no parts. Without `run` the same jump reads as missing answers."""
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, parts=6, grace_s=0.2)
+    sim.start()
+    plc = Publisher(broker.url)
+    try:
+        for run, ids in ((3, (11, 12, 13)), (4, (1001, 1002, 1003))):
+            for part_id in ids:
+                answer = {"part_id": part_id, "reject": False, "reason": "", "gate_ts": round(time.time() + 1, 3)}
+                answer.update(seq=part_id, ts=round(time.time(), 3), **({"run": run} if with_run else {}))
+                plc.send("inspector/line1/cam0/reject", json.dumps(answer))
+        assert sim.wait(30)
+    finally:
+        plc.close()
+        report = sim.stop()
+    if with_run:
+        assert report.parts == 6 and report.passed == 6 and report.missing_answers == 0
+    else:
+        assert report.missing_ids == [14, 15, 16], "the gap counted as parts without an answer"
+
+
 def test_plc_sim_command_line_without_a_broker() -> None:
     from inspector.broker import free_port
 

@@ -192,6 +192,7 @@ class PlcSimulator:
         self._next_id = first_id
         self._first_seen: int | None = None
         self._max_seen: int | None = None
+        self._inspector_run: int | None = None  # the inspector's `run` of the newest answers (free-run)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -369,6 +370,7 @@ class PlcSimulator:
                 self._report.duplicates += 1
                 return
             self._seen_answers.add((part_id, seq))
+            self._note_run(data.get("run"))
             part = self._parts.get(part_id)
             if part is None:
                 if self.trigger:
@@ -383,6 +385,19 @@ class PlcSimulator:
             elif part.answer is None:
                 part.answer = reject
 
+    def _note_run(self, run: Any) -> None:
+        """A newer `run` is a restart of the inspector (lock held): its ids continue past a gap (the numbers it had
+        reserved before, docs/mqtt.md), so the ids in between are no parts, not missing answers."""
+        if (
+            not isinstance(run, int)
+            or isinstance(run, bool)
+            or (self._inspector_run is not None and run <= self._inspector_run)
+        ):
+            return
+        if self._inspector_run is not None:
+            self._max_seen = None
+        self._inspector_run = run
+
     def _follow(self, part_id: int, gate_ts: Any, now: float) -> _Part | None:
         """Free-run: a new id from the inspector. Its gate is `gate_ts`; ids it skipped share that gate.
 
@@ -393,8 +408,9 @@ class PlcSimulator:
         # gate_ts is the inspector's wall clock; a missing one (no deadline) falls back to our own gate time.
         gate = now + (float(gate_ts) - time.time()) if isinstance(gate_ts, int | float) else now + self.gate_s
         if self._first_seen is None:
-            self._first_seen = self._max_seen = part_id
-        assert self._max_seen is not None
+            self._first_seen = part_id
+        if self._max_seen is None:  # the first answer, or the first of a new run: nothing skipped before it
+            self._max_seen = part_id
         for pid in range(min(self._max_seen + 1, part_id), part_id + 1):
             if pid not in self._parts and (self.parts is None or len(self._parts) < self.parts):
                 self._add_part(pid, gate)
