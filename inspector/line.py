@@ -1,6 +1,6 @@
-"""Build a running line from a `LineConfig`: source, detectors (one per inference session), recipes, pipeline,
-sinks. `inspector run` and the demo use it; the MQTT link, the store and the dashboard plug in as sinks and as
-readers of `Line.pipeline`.
+"""Build a line's pipeline from a `LineConfig`: source, detectors (one per inference session), recipes, sinks.
+`inspector run` and the demo use it (through `inspector.service`); the MQTT link, the store and the dashboard plug
+in as sinks of the pipeline and as its readers. `JsonlSink` writes verdicts as JSON lines.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 from inspector.config import LineConfig, ModelConfig
 from inspector.decide import ThresholdsHolder
@@ -18,7 +18,7 @@ from inspector.pipeline import Pipeline, Recipe, Sink
 from inspector.sources import open_source
 from inspector.types import FrameSource, Thresholds, Verdict
 
-__all__ = ["JsonlSink", "Line", "build_line", "cpu_cores", "load_recipe", "session_plan"]
+__all__ = ["JsonlSink", "build_line", "cpu_cores", "load_recipe", "session_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -103,30 +103,31 @@ def load_recipe(
 
 
 class JsonlSink:
-    """Writes one JSON line per verdict (part, decision, reasons, defects, latency) to a text stream."""
+    """Writes one JSON line per verdict (part, decision, reasons, defects, latency) to a text stream; defects are
+    named by the verdict's recipe."""
 
     name = "jsonl"
 
-    def __init__(self, stream: IO[str], names: dict[int, str] | None = None, close_stream: bool = False) -> None:
+    def __init__(self, stream: IO[str], close_stream: bool = False) -> None:
         self.stream = stream
-        self.names = names or {}
         self.close_stream = close_stream
         self._lock = threading.Lock()
 
     def handle(self, verdict: Verdict) -> None:
-        record: dict[str, Any] = {
-            "part_id": verdict.part_id,
-            "seq": verdict.seq,
-            "camera": verdict.camera_id,
-            "decision": str(verdict.decision),
-            "reasons": verdict.reasons,
-            "defects": verdict.defects(self.names),
-            "thresholds_version": verdict.thresholds_version,
-            "recipe": verdict.recipe,
-            "latency_ms": round(verdict.timings.latency_ms(), 3),
+        r = verdict.to_record()
+        line = {
+            "part_id": r.part_id,
+            "seq": r.seq,
+            "camera": r.camera_id,
+            "decision": r.decision.value,
+            "reasons": r.reasons,
+            "defects": r.defects(),
+            "thresholds_version": r.thresholds_version,
+            "recipe": r.recipe,
+            "latency_ms": round(r.latency_ms or 0.0, 3),
         }
         with self._lock:
-            self.stream.write(json.dumps(record) + "\n")
+            self.stream.write(json.dumps(line) + "\n")
             self.stream.flush()
 
     def close(self) -> None:
@@ -134,36 +135,9 @@ class JsonlSink:
             self.stream.close()
 
 
-class Line:
-    """One running line: `pipeline` plus the config it came from. `start()`, then `stop()` or `wait()`."""
-
-    def __init__(self, config: LineConfig, pipeline: Pipeline) -> None:
-        self.config = config
-        self.pipeline = pipeline
-
-    def start(self) -> None:
-        self.pipeline.start()
-        log.info(
-            "line started: camera %s (%s), mode %s, %d worker(s), trigger %s, recipe %s",
-            self.config.camera.id,
-            self.pipeline.camera["description"],
-            self.pipeline.mode,
-            self.pipeline.n_workers,
-            self.config.trigger.mode,
-            self.pipeline.recipe,
-        )
-
-    def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
-        """Stop capturing, finish (or fail safe) the parts in flight, close the sinks. True when all done in time."""
-        return self.pipeline.stop(drain=drain, timeout=timeout)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.pipeline.wait(timeout)
-
-
-def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameSource | None = None) -> Line:
+def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameSource | None = None) -> Pipeline:
     """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
-    return the line ready to `start()`. Other recipes load on their first `set_recipe`.
+    return the line's pipeline ready to `start()`. Other recipes load on their first `set_recipe`.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     Raises `inspector.detector.ModelError` when the model cannot be loaded.
@@ -179,7 +153,7 @@ def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameS
         return load_recipe(name, model, thresholds, pc.mode, pc.max_batch, sessions=sessions)
 
     active = loader(config.recipe)
-    pipeline = Pipeline(
+    return Pipeline(
         source or open_source(config.camera),
         {config.recipe: active},
         config=pc,
@@ -191,4 +165,3 @@ def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameS
         recipe_loader=loader,
         recipe_names=list(recipes_cfg),
     )
-    return Line(config, pipeline)

@@ -621,6 +621,7 @@ class Pipeline:
         verdict.deadline_ns = part.deadline_ns
         verdict.recipe = recipe.name
         verdict.model_sha256 = recipe.sha256
+        verdict.names = recipe.names  # whoever writes the verdict out names its defects as this recipe's model does
         if part.frame is not None:
             verdict.truth = part.frame.truth
             if self.config.keep_images:

@@ -10,9 +10,9 @@ Thresholds across restarts: every edit made on the dashboard is remembered in th
 when their version is higher than the config's; otherwise the config's own thresholds apply (an integrator who
 changes them in the YAML raises their `version` above QA's last one for the change to win).
 
-Recipes with other class names: the PLC link (and any extra sink with a `names` attribute) names each verdict's
-defects with the class names of that verdict's recipe; the store names what it shows after a switch with the new
-model's names, and the dashboard's thresholds editor follows the active recipe's class names.
+Recipes with other class names: each verdict carries the class names of its recipe, so the PLC link, the JSON
+lines and any other sink name its defects as that recipe's model does; the store names what it shows with the
+names of the latest verdicts, and the dashboard's thresholds editor follows the active recipe's class names.
 
 The detector's score floor (`model.conf`) drops detections before the decision rules see them, so a class
 `min_confidence` below it has no effect: the service logs a warning and raises a dashboard alarm whenever the
@@ -31,9 +31,9 @@ from pydantic import ValidationError
 
 from inspector.config import LineConfig, ModelConfig
 from inspector.decide import ThresholdsHolder
-from inspector.line import Line, build_line
+from inspector.line import build_line
 from inspector.pipeline import Pipeline, Sink
-from inspector.types import FrameSource, Thresholds, Verdict
+from inspector.types import FrameSource, Thresholds
 
 __all__ = ["EdgeService", "below_floor", "model_brief"]
 
@@ -71,52 +71,11 @@ def below_floor(thresholds: Thresholds, names: Mapping[int, str], floor: float) 
     )
 
 
-class _RecipeNamed:
-    """Wraps a sink that names defect classes (`names` attribute): before each verdict it gets the class names of
-    that verdict's recipe. Sinks run on the pipeline's one dispatch thread, so setting them here is race-free."""
-
-    def __init__(self, sink: Any, names_by_recipe: dict[str, dict[int, str]]) -> None:
-        self.sink = sink
-        self.name: str = sink.name
-        self._names_by_recipe = names_by_recipe
-
-    def handle(self, verdict: Verdict) -> None:
-        names = self._names_by_recipe.get(verdict.recipe)
-        if names is not None and self.sink.names is not names:
-            self.sink.names = names
-        self.sink.handle(verdict)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
-class _Commands:
-    """The PLC's commands to the pipeline, with the service's bookkeeping after a recipe switch."""
-
-    def __init__(self, pipeline: Pipeline, on_recipe: Callable[[str], None]) -> None:
-        self._pipeline = pipeline
-        self._on_recipe = on_recipe
-
-    def trigger(self, part_id: int) -> None:
-        self._pipeline.trigger(part_id)
-
-    def pause(self) -> None:
-        self._pipeline.pause()
-
-    def resume(self) -> None:
-        self._pipeline.resume()
-
-    def set_recipe(self, name: str) -> None:
-        self._pipeline.set_recipe(name)
-        self._on_recipe(name)
-
-
 class EdgeService:
     """One line's edge process, assembled from its config.
 
-    extra_sinks: more verdict sinks (after the store and the PLC link); one with a `names` attribute (class id ->
-        name) gets the names of each verdict's recipe. source: overrides the camera config.
-    After `start()`: `line`, `store`, `plc`, `broker` (None unless embedded), `dashboard_url` (None when off),
+    extra_sinks: more verdict sinks (after the store and the PLC link). source: overrides the camera config.
+    After `start()`: `pipeline`, `store`, `plc`, `broker` (None unless embedded), `dashboard_url` (None when off),
     `first_password` (the generated dashboard password on a first start with no users, else None).
     """
 
@@ -126,7 +85,7 @@ class EdgeService:
         self.config = config
         self._extra_sinks = list(extra_sinks)
         self._source = source
-        self.line: Line | None = None
+        self.pipeline: Pipeline | None = None
         self.store: Any = None
         self.plc: Any = None
         self.broker: Any = None
@@ -135,9 +94,9 @@ class EdgeService:
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self._stopped = False
-        # Per loaded recipe: its class names and its thresholds holder (to tell whose thresholds an edit changed).
-        self._names_by_recipe: dict[str, dict[int, str]] = {}
+        # Per recipe noted active: its thresholds holder (to tell whose thresholds an edit changed).
         self._holders: dict[str, ThresholdsHolder] = {}
+        self._noted_recipe: str | None = None
         self._floor_alarm: str | None = None
         self._line_started = False
 
@@ -164,26 +123,35 @@ class EdgeService:
             # so QA's remembered thresholds go into the config first (keeping their version numbers).
             self.store = Store(config.store, {})
             config = self._restore_thresholds(config)
-        self.line = build_line(config, source=self._source)
-        pipeline = self.line.pipeline
+        self.pipeline = pipeline = build_line(config, source=self._source)
         self._note_recipe(pipeline.recipe)
         if self.store is not None:
+            self.store.names = dict(pipeline.names)  # until the first verdict brings its recipe's names
             pipeline.add_sink(self.store)
 
         if config.mqtt.enabled:
             self._start_plc()
-            pipeline.add_sink(_RecipeNamed(self.plc, self._names_by_recipe))
+            pipeline.add_sink(self.plc)
 
         for sink in self._extra_sinks:
-            pipeline.add_sink(_RecipeNamed(sink, self._names_by_recipe) if hasattr(sink, "names") else sink)
+            pipeline.add_sink(sink)
 
         if config.dashboard.enabled:
             self._start_dashboard()
 
         if before_line is not None:
             before_line(self)
-        self.line.start()
+        pipeline.start()
         self._line_started = True
+        log.info(
+            "line started: camera %s (%s), mode %s, %d worker(s), trigger %s, recipe %s",
+            config.camera.id,
+            pipeline.camera["description"],
+            pipeline.mode,
+            pipeline.n_workers,
+            config.trigger.mode,
+            pipeline.recipe,
+        )
 
     def _restore_thresholds(self, config: LineConfig) -> LineConfig:
         """`config` with each recipe's thresholds replaced by those remembered in the store, where those are newer
@@ -232,20 +200,13 @@ class EdgeService:
         return self.config.model if recipe == "default" else self.config.recipes[recipe].model
 
     def _note_recipe(self, recipe: str) -> None:
-        """Bookkeeping once `recipe` is active: its names and holder, the store's names, the floor check."""
-        assert self.line is not None
-        pipeline = self.line.pipeline
-        names = dict(pipeline.names)
-        if self._names_by_recipe.get(recipe) != names:
-            self._names_by_recipe[recipe] = names  # a new dict: the PLC sink picks it up on the next verdict
+        """Bookkeeping once `recipe` is active (at start; after a switch, when the line's state is next read): its
+        thresholds holder and the floor check."""
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+        self._noted_recipe = recipe
         self._holders[recipe] = pipeline.thresholds
-        if self.store is not None:
-            self.store.names = names
-        self._check_floor(recipe, pipeline.thresholds.get(), names)
-
-    def _on_recipe(self, recipe: str) -> None:
-        self._note_recipe(recipe)
-        log.info("recipe %s active: thresholds v%d", recipe, self._holders[recipe].get().version)
+        self._check_floor(recipe, pipeline.thresholds.get(), pipeline.names)
 
     def _check_floor(self, recipe: str, thresholds: Thresholds, names: Mapping[int, str]) -> None:
         """Warn (log and dashboard alarm) when `thresholds` ask for less than the detector's score floor."""
@@ -264,8 +225,8 @@ class EdgeService:
 
     def _remember_thresholds(self, new: Thresholds) -> str:
         """Remember `new` in the store for the recipe whose holder has it; returns that recipe's name."""
-        assert self.line is not None
-        recipe = next((n for n, h in self._holders.items() if h.get() is new), self.line.pipeline.recipe)
+        assert self.pipeline is not None
+        recipe = next((n for n, h in self._holders.items() if h.get() is new), self.pipeline.recipe)
         if self.store is not None:
             self.store.put_setting(_THRESHOLDS_SETTING.format(recipe=recipe), new.model_dump_json())
         return recipe
@@ -285,7 +246,7 @@ class EdgeService:
             protocol = "3.1.1" if self.broker.kind == "amqtt" else mqtt.protocol
             mqtt = mqtt.model_copy(update={"url": url, "protocol": protocol})
             log.info("embedded %s broker on %s", self.broker.kind, url)
-        pipeline = self.line.pipeline
+        pipeline = self.pipeline
 
         def status() -> dict[str, Any]:
             # Cheap: called every heartbeat from the MQTT thread.
@@ -297,8 +258,7 @@ class EdgeService:
                 "model": model_brief(pipeline.model),
             }
 
-        commands = _Commands(pipeline, self._on_recipe)
-        self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
+        self.plc = PlcLink(mqtt, config.camera.id, commands=pipeline, status=status)
         self.plc.start()
         # Give the link a moment to connect so that the first parts' rejects are not queued past their gate; a
         # broker that does not answer must not keep the line from inspecting (verdicts queue until it does).
@@ -312,9 +272,9 @@ class EdgeService:
         from inspector.api import AppDeps, create_app
         from inspector.auth import bootstrap_users
 
-        assert self.line is not None
+        assert self.pipeline is not None
         config = self.config.dashboard
-        pipeline = self.line.pipeline
+        pipeline = self.pipeline
         if self.store is None:
             raise ValueError("dashboard.enabled needs store.enabled: the dashboard reads verdicts from the store")
         users, self.first_password = bootstrap_users(config.users, self.store)
@@ -376,8 +336,10 @@ class EdgeService:
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
         dashboard."""
-        assert self.line is not None
-        stats = self.line.pipeline.stats()
+        assert self.pipeline is not None
+        if self.pipeline.recipe != self._noted_recipe:  # switched (by a PLC command) since last noted
+            self._note_recipe(self.pipeline.recipe)
+        stats = self.pipeline.stats()
         if self.plc is not None:
             stats["mqtt"] = {**self.plc.stats(), **{k: v for k, v in self.plc.info().items() if k != "url"}}
         if self.broker is not None:
@@ -388,13 +350,13 @@ class EdgeService:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a finite source has ended (True) or `timeout` passed (False)."""
-        assert self.line is not None
-        return self.line.wait(timeout)
+        assert self.pipeline is not None
+        return self.pipeline.wait(timeout)
 
     @property
     def done(self) -> bool:
         """True once the line has finished (a finite source ended, or `stop()`)."""
-        return self.line is not None and self.line.pipeline.done
+        return self.pipeline is not None and self.pipeline.done
 
     def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Drain (or fail safe) the parts in flight, then close sinks, servers and broker. Idempotent.
@@ -405,9 +367,9 @@ class EdgeService:
             return True
         self._stopped = True
         drained = True
-        if self.line is not None:
+        if self.pipeline is not None:
             # Closes every sink too (store flushes, the PLC link sends what is queued and says `offline`).
-            drained = self.line.stop(drain=drain, timeout=timeout)
+            drained = self.pipeline.stop(drain=drain, timeout=timeout)
         if not self._line_started:  # a start that failed half-way: the pipeline never ran, so never closed them
             for sink in self._extra_sinks:
                 try:

@@ -398,8 +398,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
         store=StoreConfig(path=tmp_path / "inspector.db", images_dir=tmp_path / "images", pass_sample_rate=1.0),
     )
     store = Store(config.store, {0: "rect", 1: "circle"})
-    line = build_line(config, sinks=[store])
-    pipeline = line.pipeline
+    pipeline = build_line(config, sinks=[store])
     assert pipeline.names == {0: "rect", 1: "circle"}
     deps = AppDeps(
         store=store,
@@ -410,7 +409,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
         events_interval_s=0.25,
     )
     app = create_app(deps)
-    line.start()
+    pipeline.start()
     try:
         with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as c:
             wait_for(lambda: c.get("/api/stats").json()["ledger"].get("decided", 0) >= 12, 120, what="12 parts")
@@ -446,5 +445,5 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
             metrics = c.get("/metrics").text
             assert "inspector_parts_decided_total" in metrics and "inspector_thresholds_version 2.0" in metrics
     finally:
-        assert line.stop(timeout=30)
+        assert pipeline.stop(timeout=30)
         store.close()
