@@ -234,7 +234,7 @@ class EdgeService:
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
 
-        assert self.line is not None
+        assert self.pipeline is not None
         config = self.config
         mqtt = config.mqtt
         if mqtt.url is None:
