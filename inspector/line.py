@@ -15,6 +15,7 @@ from typing import IO, Literal
 from inspector.config import LineConfig, ModelConfig
 from inspector.decide import ThresholdsHolder
 from inspector.pipeline import Pipeline, Recipe, Sink
+from inspector.plc.contract import verdict_payload
 from inspector.sources import open_source
 from inspector.types import FrameSource, Thresholds, Verdict
 
@@ -103,10 +104,21 @@ def load_recipe(
 
 
 class JsonlSink:
-    """Writes one JSON line per verdict (part, decision, reasons, defects, latency) to a text stream; defects are
-    named by the verdict's recipe."""
+    """Writes one JSON line per verdict to a text stream: the MQTT `verdict` message's part, decision, reasons,
+    defects (named by the verdict's recipe), thresholds version, recipe and latency."""
 
     name = "jsonl"
+    fields = (
+        "part_id",
+        "seq",
+        "camera",
+        "decision",
+        "reasons",
+        "defects",
+        "thresholds_version",
+        "recipe",
+        "latency_ms",
+    )
 
     def __init__(self, stream: IO[str], close_stream: bool = False) -> None:
         self.stream = stream
@@ -114,20 +126,10 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def handle(self, verdict: Verdict) -> None:
-        r = verdict.to_record()
-        line = {
-            "part_id": r.part_id,
-            "seq": r.seq,
-            "camera": r.camera_id,
-            "decision": r.decision.value,
-            "reasons": r.reasons,
-            "defects": r.defects(),
-            "thresholds_version": r.thresholds_version,
-            "recipe": r.recipe,
-            "latency_ms": round(r.latency_ms or 0.0, 3),
-        }
+        message = verdict_payload(verdict.to_record(), line="")
+        line = json.dumps({name: message[name] for name in self.fields})
         with self._lock:
-            self.stream.write(json.dumps(line) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
 
     def close(self) -> None:
