@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 
 from inspector.types import Decision, Detections, Thresholds, Verdict
 
-__all__ = ["ThresholdsHolder", "decide", "kept_mask", "roi_mask"]
+__all__ = ["decide", "kept_mask", "roi_mask"]
 
 
 def roi_mask(detections: Detections, roi: list[tuple[float, float]] | None) -> np.ndarray:
@@ -74,33 +72,3 @@ def decide(
         thresholds_version=thresholds.version,
         names=names,
     )
-
-
-class ThresholdsHolder:
-    """The line's current `Thresholds`, swapped atomically.
-
-    Readers call `get()` once per part and use that object for the whole decision, so no part sees half of an
-    update. Writers call `swap(new, expected_version)`: a stale expected version raises `StaleVersionError`.
-    """
-
-    class StaleVersionError(Exception):
-        pass
-
-    def __init__(self, thresholds: Thresholds) -> None:
-        self._current = thresholds
-        self._lock = threading.Lock()
-
-    def get(self) -> Thresholds:
-        return self._current  # one reference read: atomic under the GIL
-
-    def swap(self, new: Thresholds, expected_version: int | None = None) -> Thresholds:
-        """Install `new` as version current+1 and return it. Its own `version` field is ignored."""
-        with self._lock:
-            current = self._current
-            if expected_version is not None and expected_version != current.version:
-                raise ThresholdsHolder.StaleVersionError(
-                    f"thresholds are at version {current.version}, the change was made on {expected_version}"
-                )
-            installed = new.model_copy(update={"version": current.version + 1})
-            self._current = installed
-            return installed

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import IO, Literal
 
 from inspector.config import LineConfig, ModelConfig
-from inspector.decide import ThresholdsHolder
 from inspector.pipeline import Pipeline, Recipe, Sink
 from inspector.plc.contract import verdict_payload
 from inspector.sources import open_source
+from inspector.thresholds import LineThresholds, ThresholdsHolder
 from inspector.types import FrameSource, Thresholds, Verdict
 
 __all__ = ["JsonlSink", "build_line", "cpu_cores", "load_recipe", "session_plan"]
@@ -52,7 +52,7 @@ def session_plan(
 def load_recipe(
     name: str,
     model: ModelConfig,
-    thresholds: Thresholds,
+    thresholds: Thresholds | ThresholdsHolder,
     mode: Literal["latency", "throughput"],
     max_batch: int = 1,
     sessions: int | None = None,
@@ -100,7 +100,8 @@ def load_recipe(
         "selftest": selftest.to_dict(),
         "fallback": alarm is not None,
     }
-    return Recipe(name, list(detectors), ThresholdsHolder(thresholds), model=report, alarm=alarm)
+    holder = thresholds if isinstance(thresholds, ThresholdsHolder) else ThresholdsHolder(thresholds)
+    return Recipe(name, list(detectors), holder, model=report, alarm=alarm)
 
 
 class JsonlSink:
@@ -137,22 +138,28 @@ class JsonlSink:
             self.stream.close()
 
 
-def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameSource | None = None) -> Pipeline:
+def build_line(
+    config: LineConfig,
+    *,
+    sinks: Sequence[Sink] = (),
+    source: FrameSource | None = None,
+    thresholds: LineThresholds | None = None,
+) -> Pipeline:
     """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
     return the line's pipeline ready to `start()`. Other recipes load on their first `set_recipe`.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
+    thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
     Raises `inspector.detector.ModelError` when the model cannot be loaded.
     """
     pc = config.pipeline
-    recipes_cfg: dict[str, tuple[ModelConfig, Thresholds]] = {"default": (config.model, config.thresholds)}
-    recipes_cfg.update({name: (r.model, r.thresholds) for name, r in config.recipes.items()})
+    models: dict[str, ModelConfig] = {"default": config.model, **{n: r.model for n, r in config.recipes.items()}}
+    holders = thresholds or LineThresholds.from_config(config)
     sessions, _ = session_plan(pc.mode, config.model)
 
     def loader(name: str) -> Recipe:
-        model, thresholds = recipes_cfg[name]
         # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
-        return load_recipe(name, model, thresholds, pc.mode, pc.max_batch, sessions=sessions)
+        return load_recipe(name, models[name], holders.holder(name), pc.mode, pc.max_batch, sessions=sessions)
 
     active = loader(config.recipe)
     return Pipeline(
@@ -165,5 +172,5 @@ def build_line(config: LineConfig, *, sinks: Sequence[Sink] = (), source: FrameS
         camera_id=config.camera.id,
         reconnect=(config.camera.reconnect_initial_s, config.camera.reconnect_max_s),
         recipe_loader=loader,
-        recipe_names=list(recipes_cfg),
+        recipe_names=list(models),
     )

@@ -5,18 +5,14 @@ no broker, connects the PLC link, serves the dashboard, then starts the pipeline
 order, draining the parts in flight first so that every part's verdict still reaches the PLC and the store.
 `inspector run` and `inspector demo` both use it.
 
-Thresholds across restarts: every edit made on the dashboard is remembered in the store per recipe (setting
-`thresholds.<recipe>`). At the next start a recipe begins with the remembered thresholds, version number included,
-when their version is higher than the config's; otherwise the config's own thresholds apply (an integrator who
-changes them in the YAML raises their `version` above QA's last one for the change to win).
+Thresholds: `inspector.thresholds.LineThresholds` owns them (every recipe's holder, restored from the store at
+start, edits saved, audited and announced on `events`, the score-floor alarm); the service only wires it to the
+store, the line, the PLC link's events and the dashboard.
 
 Recipes with other class names: each verdict carries the class names of its recipe, so the PLC link, the JSON
 lines and any other sink name its defects as that recipe's model does; the store names what it shows with the
-names of the latest verdicts, and the dashboard's thresholds editor follows the active recipe's class names.
-
-The detector's score floor (`model.conf`) drops detections before the decision rules see them, so a class
-`min_confidence` below it has no effect: the service logs a warning and raises a dashboard alarm whenever the
-active thresholds are in that state (at start, after an edit, after a recipe switch).
+names of the latest verdicts, and the dashboard's thresholds editor follows the active recipe's class names. The
+PLC's commands go to the pipeline itself; the score-floor alarm of the recipe in force is read with the stats.
 """
 
 from __future__ import annotations
@@ -27,20 +23,15 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
-from inspector.config import LineConfig, ModelConfig
-from inspector.decide import ThresholdsHolder
+from inspector.config import LineConfig
 from inspector.line import build_line
 from inspector.pipeline import Pipeline, Sink
-from inspector.types import FrameSource, Thresholds
+from inspector.thresholds import FLOOR_ALARM, LineThresholds
+from inspector.types import FrameSource
 
-__all__ = ["EdgeService", "below_floor", "model_brief"]
+__all__ = ["EdgeService", "model_brief"]
 
 log = logging.getLogger(__name__)
-
-_THRESHOLDS_SETTING = "thresholds.{recipe}"
-_FLOOR_ALARM = "thresholds_below_floor"
 
 
 def model_brief(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,24 +50,13 @@ def model_brief(model: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def below_floor(thresholds: Thresholds, names: Mapping[int, str], floor: float) -> list[str]:
-    """Enabled classes of the model (`names`) whose `min_confidence` is below the detector's score floor `floor`:
-    detections scored between the two are dropped by the detector, so those thresholds cannot act as set."""
-    return sorted(
-        {
-            name
-            for name in names.values()
-            if (rule := thresholds.for_class(name)).enabled and rule.min_confidence < floor
-        }
-    )
-
-
 class EdgeService:
     """One line's edge process, assembled from its config.
 
     extra_sinks: more verdict sinks (after the store and the PLC link). source: overrides the camera config.
-    After `start()`: `pipeline`, `store`, `plc`, `broker` (None unless embedded), `dashboard_url` (None when off),
-    `first_password` (the generated dashboard password on a first start with no users, else None).
+    After `start()`: `pipeline`, `store`, `thresholds` (`LineThresholds`), `plc`, `broker` (None unless embedded),
+    `dashboard_url` (None when off), `first_password` (the generated dashboard password on a first start with no
+    users, else None).
     """
 
     def __init__(
@@ -87,6 +67,7 @@ class EdgeService:
         self._source = source
         self.pipeline: Pipeline | None = None
         self.store: Any = None
+        self.thresholds: LineThresholds | None = None
         self.plc: Any = None
         self.broker: Any = None
         self.dashboard_url: str | None = None
@@ -94,10 +75,6 @@ class EdgeService:
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self._stopped = False
-        # Per recipe noted active: its thresholds holder (to tell whose thresholds an edit changed).
-        self._holders: dict[str, ThresholdsHolder] = {}
-        self._noted_recipe: str | None = None
-        self._floor_alarm: str | None = None
         self._line_started = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -119,12 +96,11 @@ class EdgeService:
         if config.store.enabled:
             from inspector.store import Store
 
-            # The store opens before the model loads: the line's thresholds holders are built from the config,
-            # so QA's remembered thresholds go into the config first (keeping their version numbers).
             self.store = Store(config.store, {})
-            config = self._restore_thresholds(config)
-        self.pipeline = pipeline = build_line(config, source=self._source)
-        self._note_recipe(pipeline.recipe)
+        # Before the model loads: each recipe starts from its newest thresholds (QA's edits survive a restart).
+        self.thresholds = LineThresholds.from_config(config, self.store)
+        self.pipeline = pipeline = build_line(config, source=self._source, thresholds=self.thresholds)
+        self.thresholds.floor_alarm(pipeline.recipe, pipeline.names)  # said at start, not only when asked
         if self.store is not None:
             self.store.names = dict(pipeline.names)  # until the first verdict brings its recipe's names
             pipeline.add_sink(self.store)
@@ -152,84 +128,6 @@ class EdgeService:
             config.trigger.mode,
             pipeline.recipe,
         )
-
-    def _restore_thresholds(self, config: LineConfig) -> LineConfig:
-        """`config` with each recipe's thresholds replaced by those remembered in the store, where those are newer
-        (a higher version: QA edited them after the config's version). The version number is kept as stored, so
-        verdicts, the dashboard's history and the audit go on counting from where they were."""
-        assert self.store is not None
-        restored: dict[str, Thresholds] = {}
-        for name, current in [("default", config.thresholds), *((n, r.thresholds) for n, r in config.recipes.items())]:
-            raw = self.store.get_setting(_THRESHOLDS_SETTING.format(recipe=name))
-            if raw is None:
-                continue
-            try:
-                stored = Thresholds.model_validate_json(raw)
-            except ValidationError as exc:
-                log.warning("recipe %s: ignoring the stored thresholds, they no longer validate: %s", name, exc)
-                continue
-            if stored.version > current.version:
-                restored[name] = stored
-                log.info(
-                    "recipe %s: thresholds v%d restored from the store (config: v%d)",
-                    name,
-                    stored.version,
-                    current.version,
-                )
-            elif stored != current:
-                log.warning(
-                    "recipe %s: the config's thresholds v%d replace the stored v%d%s",
-                    name,
-                    current.version,
-                    stored.version,
-                    " (same version, other values: raise `version` when editing thresholds in the config)"
-                    if stored.version == current.version
-                    else "",
-                )
-                # Remember what is in force now, so that this is said once, not at every start.
-                self.store.put_setting(_THRESHOLDS_SETTING.format(recipe=name), current.model_dump_json())
-        if not restored:
-            return config
-        recipes = {
-            n: r.model_copy(update={"thresholds": restored[n]}) if n in restored else r
-            for n, r in config.recipes.items()
-        }
-        return config.model_copy(update={"thresholds": restored.get("default", config.thresholds), "recipes": recipes})
-
-    def _model_config(self, recipe: str) -> ModelConfig:
-        return self.config.model if recipe == "default" else self.config.recipes[recipe].model
-
-    def _note_recipe(self, recipe: str) -> None:
-        """Bookkeeping once `recipe` is active (at start; after a switch, when the line's state is next read): its
-        thresholds holder and the floor check."""
-        assert self.pipeline is not None
-        pipeline = self.pipeline
-        self._noted_recipe = recipe
-        self._holders[recipe] = pipeline.thresholds
-        self._check_floor(recipe, pipeline.thresholds.get(), pipeline.names)
-
-    def _check_floor(self, recipe: str, thresholds: Thresholds, names: Mapping[int, str]) -> None:
-        """Warn (log and dashboard alarm) when `thresholds` ask for less than the detector's score floor."""
-        floor = self._model_config(recipe).conf
-        low = below_floor(thresholds, names, floor)
-        if not low:
-            self._floor_alarm = None
-            return
-        lowest = min(thresholds.for_class(n).min_confidence for n in low)
-        self._floor_alarm = (
-            f"recipe {recipe}, thresholds v{thresholds.version}: min_confidence of {', '.join(low)} is below the "
-            f"detector's score floor model.conf {floor:g}, so detections scored under {floor:g} never reach the "
-            f"decision; set model.conf to {lowest:g} or lower for those thresholds to act"
-        )
-        log.warning("%s", self._floor_alarm)
-
-    def _remember_thresholds(self, new: Thresholds) -> str:
-        """Remember `new` in the store for the recipe whose holder has it; returns that recipe's name."""
-        assert self.pipeline is not None
-        recipe = next((n for n, h in self._holders.items() if h.get() is new), self.pipeline.recipe)
-        if self.store is not None:
-            self.store.put_setting(_THRESHOLDS_SETTING.format(recipe=recipe), new.model_dump_json())
-        return recipe
 
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
@@ -260,6 +158,8 @@ class EdgeService:
 
         self.plc = PlcLink(mqtt, config.camera.id, commands=pipeline, status=status)
         self.plc.start()
+        assert self.thresholds is not None
+        self.thresholds.announce = self.plc.publish_event  # each dashboard edit, once on `events`
         # Give the link a moment to connect so that the first parts' rejects are not queued past their gate; a
         # broker that does not answer must not keep the line from inspecting (verdicts queue until it does).
         wait_s = 10.0 if self.broker is not None else 3.0
@@ -272,27 +172,12 @@ class EdgeService:
         from inspector.api import AppDeps, create_app
         from inspector.auth import bootstrap_users
 
-        assert self.pipeline is not None
+        assert self.pipeline is not None and self.thresholds is not None
         config = self.config.dashboard
         pipeline = self.pipeline
         if self.store is None:
             raise ValueError("dashboard.enabled needs store.enabled: the dashboard reads verdicts from the store")
         users, self.first_password = bootstrap_users(config.users, self.store)
-
-        def on_change(old: Thresholds, new: Thresholds, user: str) -> None:
-            recipe = self._remember_thresholds(new)
-            if recipe == pipeline.recipe:
-                self._check_floor(recipe, new, pipeline.names)
-            if self.plc is not None:
-                self.plc.publish_event(
-                    {
-                        "event": "thresholds",
-                        "old_version": old.version,
-                        "version": new.version,
-                        "user": user,
-                        "recipe": recipe,
-                    }
-                )
 
         def health() -> dict[str, Any]:
             facts: dict[str, Any] = {
@@ -306,11 +191,11 @@ class EdgeService:
 
         deps = AppDeps(
             store=self.store,
-            thresholds=lambda: pipeline.thresholds,
+            thresholds=self.thresholds,
             stats=self._stats,
             names=lambda: pipeline.names,
+            recipe=lambda: pipeline.recipe,
             config=config,
-            on_thresholds_changed=on_change,
             users=users,
             health=health,
         )
@@ -336,16 +221,16 @@ class EdgeService:
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
         dashboard."""
-        assert self.pipeline is not None
-        if self.pipeline.recipe != self._noted_recipe:  # switched (by a PLC command) since last noted
-            self._note_recipe(self.pipeline.recipe)
-        stats = self.pipeline.stats()
+        assert self.pipeline is not None and self.thresholds is not None
+        pipeline = self.pipeline
+        stats = pipeline.stats()
         if self.plc is not None:
             stats["mqtt"] = {**self.plc.stats(), **{k: v for k, v in self.plc.info().items() if k != "url"}}
         if self.broker is not None:
             stats["broker"] = self.broker.info()
-        if self._floor_alarm is not None:
-            stats.setdefault("alarms", []).append({"name": _FLOOR_ALARM, "message": self._floor_alarm})
+        floor_alarm = self.thresholds.floor_alarm(pipeline.recipe, pipeline.names)
+        if floor_alarm is not None:
+            stats.setdefault("alarms", []).append({"name": FLOOR_ALARM, "message": floor_alarm})
         return stats
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -143,9 +143,7 @@ def test_login_roles_and_unauthenticated_edit(tmp_path: Path) -> None:
 def test_thresholds_edit_is_versioned_validated_and_audited(tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
     with (
-        dashboard(
-            tmp_path, parts=5, on_change=lambda old, new, user: calls.append((old.version, new.version, user))
-        ) as d,
+        dashboard(tmp_path, parts=5, announce=lambda e: calls.append((e["old_version"], e["version"], e["user"]))) as d,
         httpx.Client(base_url=d.base_url, timeout=30) as c,
     ):
         state = c.get("/api/thresholds").json()
@@ -390,6 +388,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
     from inspector.config import CameraConfig, LineConfig, ModelConfig, PipelineConfig, StoreConfig
     from inspector.line import build_line
     from inspector.store import Store
+    from inspector.thresholds import LineThresholds
 
     config = LineConfig(
         camera=CameraConfig(source="folder", uri=str(test_images[0].parent), loop=True, fps=8),
@@ -398,13 +397,16 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
         store=StoreConfig(path=tmp_path / "inspector.db", images_dir=tmp_path / "images", pass_sample_rate=1.0),
     )
     store = Store(config.store, {0: "rect", 1: "circle"})
-    pipeline = build_line(config, sinks=[store])
+    line_thresholds = LineThresholds.from_config(config, store)
+    pipeline = build_line(config, sinks=[store], thresholds=line_thresholds)
     assert pipeline.names == {0: "rect", 1: "circle"}
+    assert pipeline.thresholds is line_thresholds.holder("default")  # one holder: the pipeline reads what is edited
     deps = AppDeps(
         store=store,
-        thresholds=lambda: pipeline.thresholds,
+        thresholds=line_thresholds,
         stats=pipeline.stats,
         names=pipeline.names,
+        recipe=lambda: pipeline.recipe,
         users=make_users(),
         events_interval_s=0.25,
     )

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from inspector.decide import ThresholdsHolder, decide, kept_mask, roi_mask
+from inspector.decide import decide, kept_mask, roi_mask
+from inspector.thresholds import ThresholdsHolder
 from inspector.types import ClassThresholds, Decision, Detections, Thresholds
 
 NAMES = {0: "short", 1: "open", 2: "spur"}

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from inspector.config import PipelineConfig, TriggerConfig
-from inspector.decide import ThresholdsHolder, decide
+from inspector.decide import decide
 from inspector.detector import OnnxDetector
 from inspector.pipeline import Ledger, Pipeline, Recipe
 from inspector.sources import MemorySource, Paced
+from inspector.thresholds import ThresholdsHolder
 from inspector.types import ClassThresholds, Decision, Detections, SourceError, Thresholds, Verdict
 from tests.model_factory import draw_scene
 

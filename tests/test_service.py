@@ -18,7 +18,8 @@ from jsonschema import Draft202012Validator
 from inspector.config import DEFAULT_MODEL, LineConfig
 from inspector.line import JsonlSink
 from inspector.plc import load_schema
-from inspector.service import EdgeService, below_floor
+from inspector.service import EdgeService
+from inspector.thresholds import below_floor
 from inspector.types import Thresholds
 from tests.mqtt_helpers import Recorder, publish
 
@@ -129,10 +130,19 @@ def test_edge_service_end_to_end_thresholds_survive_a_restart(tmp_path: Path, se
         edit2 = {"default": {"min_confidence": 0.4}, "classes": {"short": {"min_confidence": 0.6}}}
         assert put_thresholds(c, auth, 2, edit2, "second look")["version"] == 3
         assert rec.wait_for(lambda r: 3 in versions_in_order(r), WAIT_S)
+        # Each edit saved once and audited once (the store's own rows), and announced once (below, after the stop).
+        assert [(h.version, h.recipe) for h in service.store.threshold_history(recipe=None)] == [
+            (3, "default"),
+            (2, "default"),
+            (1, "default"),
+        ]
+        audited = [(a.action, a.new_version) for a in service.store.audit() if a.action.startswith("thresholds")]
+        assert audited == [("thresholds.update", 3), ("thresholds.update", 2), ("thresholds.start", 1)]
 
         assert service.stop() is True  # drained
         assert rec.wait_for(lambda r: r.payloads("status")[-1]["status"] == "offline", WAIT_S)
         assert rec.payloads("status")[-1]["reason"] == "stopped"
+        assert [p["version"] for p in rec.payloads("events") if p["event"] == "thresholds"] == [2, 3]
     assert service.stop() is True  # idempotent: nothing left to do, nothing raised
     assert not service.broker.running and service.done
     before = {(p["part_id"], p["seq"]) for p in rec.payloads("verdict")}
@@ -174,7 +184,7 @@ def test_thresholds_below_the_detector_floor_warn_and_raise_an_alarm(
         thresholds={"classes": {"spur": {"min_confidence": 0.1}, "copper": {"min_confidence": 0.2, "enabled": False}}},
         mqtt={"enabled": False},
     )
-    caplog.set_level(logging.WARNING, logger="inspector.service")
+    caplog.set_level(logging.WARNING, logger="inspector.thresholds")
     service = start(services, config)
     warned = [r.getMessage() for r in caplog.records if "score floor" in r.getMessage()]
     assert len(warned) == 1 and "min_confidence of spur is below" in warned[0] and "copper" not in warned[0]

@@ -23,9 +23,10 @@ from fastapi import FastAPI
 from inspector.api import AppDeps, create_app
 from inspector.auth import hash_password
 from inspector.config import DashboardConfig, StoreConfig, UserConfig
-from inspector.decide import ThresholdsHolder, decide
+from inspector.decide import decide
 from inspector.stats import Stats
 from inspector.store import Store
+from inspector.thresholds import LineThresholds, ThresholdsHolder
 from inspector.types import Detections, Thresholds, Timings, Verdict
 from tests.model_factory import draw_scene
 
@@ -200,23 +201,23 @@ def make_deps(
     users: dict[str, UserConfig] | None = None,
     pass_sample_rate: float = 0.25,
     thresholds: Thresholds | None = None,
-    on_change: Callable[[Thresholds, Thresholds, str], None] | None = None,
+    announce: Callable[[dict[str, Any]], None] | None = None,
     rate_hz: float = 20.0,
 ) -> tuple[AppDeps, FakeLine]:
-    """Store, holder, stand-in line and the `AppDeps` over them."""
+    """Store, the line's thresholds (one recipe, `default`), stand-in line and the `AppDeps` over them; `announce`
+    gets each edit's `events` message."""
     store = Store(
         StoreConfig(path=tmp_path / "inspector.db", images_dir=tmp_path / "images", pass_sample_rate=pass_sample_rate),
         NAMES,
     )
-    holder = ThresholdsHolder(thresholds or Thresholds())
-    line = FakeLine(store, holder, rate_hz=rate_hz)
+    line_thresholds = LineThresholds({"default": thresholds or Thresholds()}, store=store, announce=announce)
+    line = FakeLine(store, line_thresholds.holder("default"), rate_hz=rate_hz)
     deps = AppDeps(
         store=store,
-        thresholds=holder,
+        thresholds=line_thresholds,
         stats=line.stats,
         names=NAMES,
         config=DashboardConfig(login_to_view=login_to_view),
-        on_thresholds_changed=on_change,
         users=make_users() if users is None else users,
         events_interval_s=0.25,
     )
@@ -234,7 +235,7 @@ def dashboard(tmp_path: Path, *, parts: int = 0, run_line: bool = False, **kwarg
         line.start()
     try:
         with serve(app) as base_url:
-            yield Dashboard(base_url, app, deps, deps.store, deps.thresholds, line)
+            yield Dashboard(base_url, app, deps, deps.store, deps.holder(), line)
     finally:
         line.stop()
         deps.store.close()

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from inspector.api.deps import AppDeps
 from inspector.api.schemas import AuditOut, ChangeOut, DetectionOut, VerdictDetailOut, VerdictOut
+from inspector.redact import redact_obj
 from inspector.store import AuditRecord, StoredVerdict
 
 __all__ = ["audit_out", "image_url", "plain", "stats_payload", "verdict_detail", "verdict_out"]
@@ -64,7 +65,7 @@ def stats_payload(deps: AppDeps) -> dict[str, Any]:
         out["yield"] = passed / decided if decided and passed is not None else None
     out["thresholds_version"] = deps.holder().get().version
     out["store"] = deps.store.stats()
-    return out
+    return redact_obj(out)  # a camera URI's password never leaves the process (descriptions, alarm messages)
 
 
 def image_url(v: StoredVerdict) -> str | None:

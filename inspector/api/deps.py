@@ -10,9 +10,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from inspector.config import DashboardConfig, UserConfig
-from inspector.decide import ThresholdsHolder
 from inspector.store import Store
-from inspector.types import Thresholds
+from inspector.thresholds import LineThresholds, ThresholdsHolder
 
 __all__ = ["AppDeps", "Deps", "app_deps"]
 
@@ -22,15 +21,16 @@ class AppDeps:
     """What the dashboard needs from the running line.
 
     store: the verdict store (also a pipeline sink).
-    thresholds: the line's holder, where edits are swapped in; or a function returning the holder in use, for a
-        line whose recipe (and so holder) can change: `lambda: pipeline.thresholds`.
+    thresholds: the line's thresholds (every recipe's holder); edits go through its `edit`, which saves, audits
+        and announces them.
     stats: the pipeline's stats dict, passed through (`ledger`, `rates`, `latency_ms`, `per_class_rejects`,
         `alarms`, ...); missing keys are fine.
     names: class id -> name of the running model; or a function returning them, for a line whose recipe (and so
         model) can change: `lambda: pipeline.names`. Read on each request, so edits are checked against the
         classes of the model in use now.
+    recipe: the active recipe's name; or a function returning it, for a line whose recipe can change:
+        `lambda: pipeline.recipe`. The thresholds shown and edited are that recipe's.
     config: the dashboard section of the line config.
-    on_thresholds_changed: called as (old, new, user) after an edit is installed (the MQTT link announces it).
     users: accounts to use; None means `config.users`, and when that is empty too a first-start editor account
         is created (see `inspector.auth.bootstrap_users`; call it yourself first to print the password nicely).
     health: extra facts for `/api/health` (broker connected, camera open, ...).
@@ -41,11 +41,11 @@ class AppDeps:
     """
 
     store: Store
-    thresholds: ThresholdsHolder | Callable[[], ThresholdsHolder]
+    thresholds: LineThresholds
     stats: Callable[[], dict[str, Any]]
     names: dict[int, str] | Callable[[], dict[int, str]]
+    recipe: str | Callable[[], str] = "default"
     config: DashboardConfig = field(default_factory=DashboardConfig)
-    on_thresholds_changed: Callable[[Thresholds, Thresholds, str], None] | None = None
     users: dict[str, UserConfig] | None = None
     health: Callable[[], dict[str, Any]] | None = None
     metrics: Callable[[], str] | None = None
@@ -53,9 +53,13 @@ class AppDeps:
     events_interval_s: float = 1.0
     session_ttl_s: float = 8 * 3600.0
 
+    def current_recipe(self) -> str:
+        """The name of the recipe in use now."""
+        return self.recipe() if callable(self.recipe) else self.recipe
+
     def holder(self) -> ThresholdsHolder:
-        """The thresholds holder in use now."""
-        return self.thresholds if isinstance(self.thresholds, ThresholdsHolder) else self.thresholds()
+        """The thresholds holder of the recipe in use now."""
+        return self.thresholds.holder(self.current_recipe())
 
     def current_names(self) -> dict[int, str]:
         """Class id -> name of the model in use now, in id order."""

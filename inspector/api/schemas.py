@@ -209,6 +209,7 @@ class ThresholdVersionOut(BaseModel):
     user: str
     comment: str
     thresholds: dict[str, Any]
+    recipe: str
 
 
 class LoginRequest(BaseModel):

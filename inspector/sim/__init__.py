@@ -6,7 +6,8 @@ One job a module:
 | --- | --- |
 | `board` | the defect-free board: layout and drawing of the template |
 | `defects` | painting one defect of a DeepPCB class, checked, with its tight box |
-| `line` | `SyntheticLine`: part k of a seed (image, template, boxes), `PartTruth` |
+| `line` | `SyntheticLine`: part k of a seed (image, template, boxes), `PartTruth`; one product's golden reference |
+| `jitter` | `Jitter`, `Placement`: a part's shift, rotation and light in the view, its boxes carried along |
 | `source` | `SyntheticSource`: the line as a frame source (paced by `inspector.sources.Paced`) |
 | `datasets` | `write_dataset` (YOLO layout), `write_folder` (good/, bad/, truth.json) |
 | `cli` | `inspector sim` (also `python -m inspector.sim`) |
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 from inspector.sim.board import COPPER, PX_PER_MM, SUBSTRATE
 from inspector.sim.cli import main
-from inspector.sim.datasets import write_dataset, write_folder
+from inspector.sim.datasets import REFERENCE_FILE, write_dataset, write_folder
+from inspector.sim.jitter import Jitter, Placement
 from inspector.sim.line import LABEL_MARGIN, PartTruth, SyntheticLine, SyntheticPart
 from inspector.sim.source import SyntheticSource
 
@@ -30,8 +32,11 @@ __all__ = [
     "COPPER",
     "LABEL_MARGIN",
     "PX_PER_MM",
+    "REFERENCE_FILE",
     "SUBSTRATE",
+    "Jitter",
     "PartTruth",
+    "Placement",
     "SyntheticLine",
     "SyntheticPart",
     "SyntheticSource",

@@ -2,6 +2,7 @@
 
     inspector sim dataset data/synthetic -n 500 --defect-rate 0.5 --val-fraction 0.2
     inspector sim folder /tmp/parts -n 200
+    inspector sim folder /tmp/product -n 200 --board-seed 3 --jitter   (one product, its reference.png, jittered)
     inspector sim bench -n 200
     inspector sim mooncake {dataset,folder,sheet,bench} ...   (the mooncake line: `inspector.sim.mooncake.cli`)
 
@@ -15,12 +16,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inspector.sim.datasets import write_dataset, write_folder
+from inspector.sim.datasets import REFERENCE_FILE, write_dataset, write_folder
+from inspector.sim.jitter import Jitter
 from inspector.sim.line import PartMaker, SyntheticLine
 
 __all__ = ["Action", "line_parser", "main", "run", "standard_actions", "time_parts"]
@@ -113,6 +116,38 @@ def main(argv: list[str] | None = None, prog: str = "inspector sim") -> int:
 
         return mooncake_main(args_in[1:], prog=f"{prog} mooncake")
     parser, sub, _ = line_parser(prog, _DESCRIPTION, size=640, bench_n=200)
+    for name in ("dataset", "folder", "bench"):
+        p = sub.choices[name]
+        p.add_argument(
+            "--board-seed",
+            type=int,
+            default=None,
+            help=f"one product: every part is this board design; its golden reference is OUT/{REFERENCE_FILE}",
+        )
+        p.add_argument(
+            "--jitter",
+            action="store_true",
+            help="place parts with jitter: shift of a few px, rotation up to 1 degree, drifting light, noise",
+        )
     # Parsed by `inspector.sim.mooncake.cli` (main hands it the rest of the line); listed here for --help.
     sub.add_parser("mooncake", help="the synthetic mooncake line: dataset, folder, sheet, bench (see its --help)")
-    return run(parser.parse_args(args_in), prog, standard_actions(write_dataset, write_folder, SyntheticLine))
+    args = parser.parse_args(args_in)
+    product = {"board_seed": args.board_seed, "jitter": Jitter() if args.jitter else None}
+    actions = standard_actions(
+        partial(write_dataset, **product),
+        partial(write_folder, **product),
+        lambda seed, defect_rate, size: SyntheticLine(seed=seed, defect_rate=defect_rate, size=size, **product),
+    )
+    if args.board_seed is not None:
+        for name in ("dataset", "folder"):
+            actions[name] = _with_reference(actions[name])
+    return run(args, prog, actions)
+
+
+def _with_reference(action: Action) -> Action:
+    """`action`, its result also naming the reference image it wrote."""
+
+    def with_reference(args: argparse.Namespace) -> dict[str, Any]:
+        return {**action(args), "reference": str(args.out / REFERENCE_FILE)}
+
+    return with_reference

@@ -1,6 +1,9 @@
 """Dataset writers: synthetic parts on disk, as a YOLO dataset (`write_dataset`) or a labelled folder with a truth
 manifest (`write_folder`, what `FolderSource` replays with its ground truth). `write_line_dataset` and
-`write_line_folder` write any line's parts (the mooncake line's writers use them too)."""
+`write_line_folder` write any line's parts (the mooncake line's writers use them too).
+
+A line of one product (`board_seed`) also gets its golden reference, OUT/reference.png; a jittered line's manifest
+records each part's placement. Without those options the output is what it always was, byte for byte."""
 
 from __future__ import annotations
 
@@ -13,9 +16,33 @@ import cv2
 import numpy as np
 
 from inspector.dataset import DEEPPCB_NAMES, write_data_yaml
+from inspector.sim.jitter import Jitter
 from inspector.sim.line import LABEL_MARGIN, PartMaker, SyntheticLine
 
-__all__ = ["imwrite", "write_dataset", "write_folder", "write_line_dataset", "write_line_folder"]
+__all__ = ["REFERENCE_FILE", "imwrite", "write_dataset", "write_folder", "write_line_dataset", "write_line_folder"]
+
+REFERENCE_FILE = "reference.png"  # a one-product line's golden reference, beside its parts
+
+
+def _product_line(
+    out: Path,
+    meta: dict[str, Any],
+    seed: int,
+    defect_rate: float,
+    size: int,
+    board_seed: int | None,
+    jitter: Jitter | None,
+) -> SyntheticLine:
+    """The line to write, with `board_seed` and `jitter` in `meta` (only when set) and the reference in OUT."""
+    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size, board_seed=board_seed, jitter=jitter)
+    if board_seed is not None:
+        meta["board_seed"] = board_seed
+        meta["reference"] = REFERENCE_FILE
+        out.mkdir(parents=True, exist_ok=True)
+        imwrite(out / REFERENCE_FILE, line.reference())
+    if jitter is not None:
+        meta["jitter"] = jitter.to_dict()
+    return line
 
 
 def write_dataset(
@@ -27,16 +54,25 @@ def write_dataset(
     size: int = 640,
     margin: float = LABEL_MARGIN,
     image_ext: str = "jpg",
+    board_seed: int | None = None,
+    jitter: Jitter | None = None,
 ) -> dict[str, int]:
     """Write `n` synthetic parts as an Ultralytics YOLO dataset, in the layout of `inspector.dataset`.
 
     OUT/images/{train,val}/syn_<index>.<ext>, OUT/labels/{train,val}/syn_<index>.txt (boxes grown by `margin` px,
     DeepPCB style), OUT/templates/{train,val}/syn_<index>.<ext> (defect-free), OUT/data.yaml (names = DeepPCB's
     six), OUT/split.json. The split is a seeded shuffle of indices, like `import_deeppcb`; `val_fraction=1` puts
-    every part in `val` (a set for `inspector eval` / `inspector calibrate`). Returns counts.
+    every part in `val` (a set for `inspector eval` / `inspector calibrate`). board_seed, jitter: as
+    `SyntheticLine`'s; with `board_seed` also OUT/reference.png (every template is that image). Returns counts.
     """
-    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
-    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size, "margin": margin}
+    meta: dict[str, Any] = {
+        "generator": "inspector.sim",
+        "seed": seed,
+        "defect_rate": defect_rate,
+        "size": size,
+        "margin": margin,
+    }
+    line = _product_line(out, meta, seed, defect_rate, size, board_seed, jitter)
     return write_line_dataset(out, line, n, seed, val_fraction, margin, image_ext, stem="syn", meta=meta)
 
 
@@ -96,15 +132,19 @@ def write_folder(
     size: int = 640,
     image_ext: str = "png",
     start: int = 0,
+    board_seed: int | None = None,
+    jitter: Jitter | None = None,
 ) -> Path:
     """Write parts `start..start+n-1` as OUT/good/part_<index>.<ext> and OUT/bad/part_<index>.<ext>.
 
     The manifest OUT/truth.json holds `{generator, seed, defect_rate, size, parts: [{file, **PartTruth.to_dict()}]}`
     with `file` relative to OUT, in index order. PNG by default: lossless, so the pixels are the truth's.
+    board_seed, jitter: as `SyntheticLine`'s; with `board_seed` the product's golden reference is OUT/reference.png
+    (the manifest's `reference`); with `jitter` each part's record has its `placement` (`Placement.to_dict`).
     Returns the manifest's path.
     """
-    line = SyntheticLine(seed=seed, defect_rate=defect_rate, size=size)
-    meta = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size}
+    meta: dict[str, Any] = {"generator": "inspector.sim", "seed": seed, "defect_rate": defect_rate, "size": size}
+    line = _product_line(out, meta, seed, defect_rate, size, board_seed, jitter)
     return write_line_folder(out, line, n, image_ext, start, meta)
 
 
@@ -120,7 +160,10 @@ def write_line_folder(out: Path, line: PartMaker, n: int, image_ext: str, start:
         part = line.make_part(i)
         rel = f"{'bad' if part.defective else 'good'}/part_{i:06d}.{image_ext}"
         imwrite(out / rel, part.image)
-        parts.append({"file": rel, **part.truth().to_dict()})
+        record = {"file": rel, **part.truth().to_dict()}
+        if part.placement is not None:
+            record["placement"] = part.placement.to_dict()
+        parts.append(record)
     manifest = out / "truth.json"
     manifest.write_text(json.dumps({**meta, "parts": parts}, indent=1))
     return manifest

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.config import SyntheticConfig
+from inspector.sim.jitter import Jitter
 from inspector.sim.line import PartMaker, PartTruth, SyntheticLine
 from inspector.types import SourceError
 
@@ -49,10 +50,23 @@ class LineSource:
 
 
 class SyntheticSource(LineSource):
-    """The synthetic PCB line as a `FrameSource` (a `LineSource` of `SyntheticLine.from_config(config)`)."""
+    """The synthetic PCB line as a `FrameSource` (a `LineSource` of `SyntheticLine.from_config(config)`).
+
+    board_seed, jitter: one product and placement jitter, as `SyntheticLine`'s (its `reference()` is the recipe's).
+    """
 
     line: SyntheticLine
 
-    def __init__(self, config: SyntheticConfig, limit: int | None = None) -> None:
-        description = f"synthetic PCB line (seed {config.seed}, defect rate {config.defect_rate:g}, {config.size} px)"
-        super().__init__(SyntheticLine.from_config(config), limit, description)
+    def __init__(
+        self,
+        config: SyntheticConfig,
+        limit: int | None = None,
+        board_seed: int | None = None,
+        jitter: Jitter | None = None,
+    ) -> None:
+        extra = "" if board_seed is None else f", board {board_seed}"
+        extra += "" if jitter is None else ", jitter"
+        description = (
+            f"synthetic PCB line (seed {config.seed}, defect rate {config.defect_rate:g}, {config.size} px{extra})"
+        )
+        super().__init__(SyntheticLine.from_config(config, board_seed, jitter), limit, description)

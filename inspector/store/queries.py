@@ -119,12 +119,14 @@ class Queries:
         self,
         new: Thresholds,
         *,
+        recipe: str = "default",
         user: str,
         comment: str = "",
         old: Thresholds | None = None,
         action: str = "thresholds.update",
     ) -> int:
-        """Store `new` as an installed version and audit the change from `old`, in one transaction; audit id."""
+        """Store `new` as `recipe`'s installed version and audit the change from `old`, in one transaction;
+        returns the audit id."""
         now = time.time()
         new_json = new.model_dump_json()
         with self._api_lock:
@@ -132,8 +134,8 @@ class Queries:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
-                    "INSERT INTO thresholds (version, ts, user, comment, json) VALUES (?, ?, ?, ?, ?)",
-                    (new.version, now, user, comment, new_json),
+                    "INSERT INTO thresholds (version, ts, user, comment, json, recipe) VALUES (?, ?, ?, ?, ?, ?)",
+                    (new.version, now, user, comment, new_json, recipe),
                 )
                 cur = conn.execute(
                     "INSERT INTO audit (ts, user, action, old_version, new_version, old, new, comment) "
@@ -173,17 +175,18 @@ class Queries:
         )
         return [audit_from_row(r) for r in rows]
 
-    def threshold_history(self, limit: int = 50) -> list[ThresholdRecord]:
-        """Installed thresholds versions, newest first."""
+    def threshold_history(self, limit: int = 50, recipe: str | None = None) -> list[ThresholdRecord]:
+        """Installed thresholds versions of `recipe` (None: of every recipe), newest first."""
+        where, params = ("WHERE recipe = ?", (recipe,)) if recipe is not None else ("", ())
         rows = self._query(
-            "SELECT id, version, ts, user, comment, json FROM thresholds ORDER BY id DESC LIMIT ?",
-            (max(0, int(limit)),),
+            f"SELECT id, version, ts, user, comment, json, recipe FROM thresholds {where} ORDER BY id DESC LIMIT ?",
+            (*params, max(0, int(limit))),
         )
         return [threshold_from_row(r) for r in rows]
 
-    def latest_thresholds(self) -> Thresholds | None:
-        """The thresholds installed last (to restore them after a restart), or None."""
-        history = self.threshold_history(1)
+    def latest_thresholds(self, recipe: str = "default") -> Thresholds | None:
+        """The thresholds installed last for `recipe` (to restore them after a restart), or None."""
+        history = self.threshold_history(1, recipe)
         return Thresholds.model_validate(history[0].thresholds) if history else None
 
     # ------------------------------------------------------------------------------------------- settings

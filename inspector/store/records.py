@@ -77,6 +77,7 @@ class ThresholdRecord:
     user: str
     comment: str
     thresholds: dict[str, Any]
+    recipe: str = "default"
 
 
 @dataclass(slots=True)
@@ -136,8 +137,8 @@ def audit_from_row(r: tuple[Any, ...]) -> AuditRecord:
 
 
 def threshold_from_row(r: tuple[Any, ...]) -> ThresholdRecord:
-    """A `thresholds` row selected as (id, version, ts, user, comment, json)."""
-    return ThresholdRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+    """A `thresholds` row selected as (id, version, ts, user, comment, json, recipe)."""
+    return ThresholdRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
 
 
 def clamp_int(value: int) -> int:

@@ -1,13 +1,24 @@
-"""The database's shape and how it is opened: the SQL schema (verdicts, detections, thresholds versions, audit log,
-settings) and a connection's set-up (WAL, `synchronous=NORMAL`, busy timeout).
+"""The database's shape and how it is opened: the SQL schema (verdicts, detections, thresholds versions per recipe,
+audit log, settings), the upgrade of stores made by older versions (`migrate`), and a connection's set-up (WAL,
+`synchronous=NORMAL`, busy timeout).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from pathlib import Path
 
-__all__ = ["SCHEMA", "VERDICT_COLUMNS", "connect"]
+from pydantic import ValidationError
+
+from inspector.types import Thresholds
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "VERDICT_COLUMNS", "connect", "migrate"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  # `PRAGMA user_version` of a store in today's shape (0: made before `migrate` existed)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -46,7 +57,8 @@ CREATE TABLE IF NOT EXISTS thresholds (
     ts REAL NOT NULL,
     user TEXT NOT NULL,
     comment TEXT NOT NULL,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    recipe TEXT NOT NULL DEFAULT ''  -- last, as ALTER TABLE adds it to an old store
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,6 +78,66 @@ VERDICT_COLUMNS = (
     "id, part_id, seq, camera_id, ts, decision, reasons, thresholds_version, recipe, model_sha256, latency_ms, "
     "n_detections, n_kept, image"
 )
+
+
+_OLD_SETTING = "thresholds."  # + recipe: before SCHEMA_VERSION 1, each recipe's last thresholds were a setting
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an older inspector to today's shape, in one transaction (nothing when it is there).
+
+    Version 1: thresholds versions carry their recipe. A store whose verdicts and settings name one recipe at most
+    gives its old rows that recipe (`default` when none); a store of several recipes cannot tell whose they were,
+    so they get recipe `''` and restore for none. Each old per-recipe setting `thresholds.<recipe>` (the recipe's
+    last thresholds) becomes that recipe's newest row unless its newest row already holds them, and is dropped.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(thresholds)")}
+        settings = conn.execute(
+            "SELECT key, value FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key",
+            (len(_OLD_SETTING), _OLD_SETTING),
+        ).fetchall()
+        if "recipe" not in columns:
+            recipes = {key[len(_OLD_SETTING) :] for key, _ in settings}
+            recipes |= {r for (r,) in conn.execute("SELECT DISTINCT recipe FROM verdicts")}
+            owner = "default" if not recipes else recipes.pop() if len(recipes) == 1 else ""
+            conn.execute("ALTER TABLE thresholds ADD COLUMN recipe TEXT NOT NULL DEFAULT ''")
+            conn.execute("UPDATE thresholds SET recipe = ?", (owner,))
+            log.info("store: thresholds versions labelled with recipe %r", owner)
+        for key, value in settings:
+            _setting_to_row(conn, key[len(_OLD_SETTING) :], value)
+            conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+        conn.execute("CREATE INDEX IF NOT EXISTS thresholds_recipe ON thresholds (recipe, id)")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _setting_to_row(conn: sqlite3.Connection, recipe: str, value: str) -> None:
+    """An old per-recipe thresholds setting as the recipe's newest thresholds row (unless it is that already)."""
+    saved = _parsed(value)
+    if saved is None:
+        log.warning("store: dropping recipe %s's old thresholds setting, it does not validate: %s", recipe, value)
+        return
+    newest = conn.execute("SELECT json FROM thresholds WHERE recipe = ? ORDER BY id DESC LIMIT 1", (recipe,)).fetchone()
+    if newest is not None and _parsed(newest[0]) == saved:
+        return
+    conn.execute(
+        "INSERT INTO thresholds (version, ts, user, comment, json, recipe) VALUES (?, ?, ?, ?, ?, ?)",
+        (saved.version, time.time(), "system", "moved from the per-recipe setting", saved.model_dump_json(), recipe),
+    )
+
+
+def _parsed(text: str) -> Thresholds | None:
+    try:
+        return Thresholds.model_validate_json(text)
+    except ValidationError:
+        return None
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -13,7 +13,7 @@ from inspector.store.counters import Counters
 from inspector.store.images import ImageArchive
 from inspector.store.queries import Queries
 from inspector.store.records import StoredVerdict
-from inspector.store.schema import SCHEMA, connect
+from inspector.store.schema import SCHEMA, connect, migrate
 from inspector.store.writer import Writer
 from inspector.types import Verdict
 
@@ -56,6 +56,7 @@ class Store(Queries):
         write_conn = connect(self.path)
         with write_conn:
             write_conn.executescript(SCHEMA)
+        migrate(write_conn)  # a store made by an older version: brought to today's shape before anything reads it
         super().__init__(connect(self.path), names)
         self._counters.image_bytes = int(
             write_conn.execute("SELECT COALESCE(SUM(image_bytes), 0) FROM verdicts").fetchone()[0]

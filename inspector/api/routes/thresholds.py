@@ -1,17 +1,15 @@
 """Threshold routes: the rules in use, their history and audit, a preview of an edit on recent parts (viewers),
-and the edit itself (editors: versioned, validated, audited, announced)."""
+and the edit itself (editors), handed to `LineThresholds.edit` (versioned, validated, saved, audited, announced)."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
 from inspector.api.convert import audit_out, image_url
-from inspector.api.deps import AppDeps, Deps
+from inspector.api.deps import Deps
 from inspector.api.json_strict import strict
 from inspector.api.schemas import (
     E400,
@@ -29,13 +27,12 @@ from inspector.api.schemas import (
     ThresholdVersionOut,
 )
 from inspector.api.security import EditorDep, viewer
-from inspector.decide import ThresholdsHolder, decide
+from inspector.decide import decide
 from inspector.store import StoredVerdict
+from inspector.thresholds import StaleVersionError, ThresholdsError, validate
 from inspector.types import Decision, Thresholds
 
-__all__ = ["editor_router", "record_start_thresholds", "router"]
-
-log = logging.getLogger(__name__)
+__all__ = ["editor_router", "router"]
 
 router = APIRouter(dependencies=[Depends(viewer)])
 editor_router = APIRouter()
@@ -53,9 +50,16 @@ def get_thresholds(deps: Deps) -> ThresholdsState:
 
 
 @router.get("/api/thresholds/history", response_model=list[ThresholdVersionOut], tags=["thresholds"])
-def thresholds_history(deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ThresholdVersionOut]:
-    """Installed versions, newest first."""
-    return [ThresholdVersionOut(**dataclasses.asdict(r)) for r in deps.store.threshold_history(limit)]
+def thresholds_history(
+    deps: Deps,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    recipe: Annotated[
+        str | None, Query(max_length=200, description="whose versions; default: the active recipe's")
+    ] = None,
+) -> list[ThresholdVersionOut]:
+    """Installed versions of a recipe, newest first."""
+    rows = deps.store.threshold_history(limit, recipe if recipe is not None else deps.current_recipe())
+    return [ThresholdVersionOut(**dataclasses.asdict(r)) for r in rows]
 
 
 @router.get("/api/audit", response_model=AuditPage, tags=["thresholds"])
@@ -81,7 +85,7 @@ def preview(deps: Deps, _: StrictPreview, body: PreviewRequest) -> PreviewOut:
     cannot bring back boxes the detector never reported.
     """
     names = deps.current_names()
-    _validate(body.thresholds, list(names.values()))
+    _validated(body.thresholds, list(names.values()))
     current = deps.holder().get()
     parts = deps.store.recent_parts(body.parts or deps.preview_parts)
     return _redecide(parts, current, body.thresholds.plain(), names)
@@ -94,55 +98,34 @@ def preview(deps: Deps, _: StrictPreview, body: PreviewRequest) -> PreviewOut:
     responses={**E400, **E401, **E403, **E409, **E422},
 )
 def put_thresholds(
-    request: Request, deps: Deps, session: EditorDep, _: StrictUpdate, body: Annotated[ThresholdsUpdate, Body()]
+    deps: Deps, session: EditorDep, _: StrictUpdate, body: Annotated[ThresholdsUpdate, Body()]
 ) -> ThresholdsState:
-    """Install new thresholds (editor role). `version` is the version the edit was made on: if the line has
-    moved on since, nothing changes and the answer is 409. The change is audited with the user and comment."""
-    class_names = list(deps.current_names().values())
-    _validate(body.thresholds, class_names)
-    with request.app.state.edit_lock:  # get + swap + audit as one step for edits made here
-        old = deps.holder().get()
-        if body.version != old.version:
-            raise HTTPException(409, f"thresholds are at version {old.version}, the edit was made on {body.version}")
-        try:
-            installed = deps.holder().swap(body.thresholds.plain(), expected_version=old.version)
-        except ThresholdsHolder.StaleVersionError as exc:  # changed by the line itself (e.g. a recipe)
-            raise HTTPException(409, str(exc)) from exc
-        deps.store.record_thresholds(installed, user=session.username, comment=body.comment, old=old)
-    log.info("thresholds v%d -> v%d by %s: %s", old.version, installed.version, session.username, body.comment)
-    if deps.on_thresholds_changed is not None:
-        try:
-            deps.on_thresholds_changed(old, installed, session.username)
-        except Exception:  # the change is in force and audited; a failed announcement must not undo it
-            log.exception("on_thresholds_changed failed")
-    return ThresholdsState(thresholds=installed, class_names=class_names)
-
-
-def record_start_thresholds(deps: AppDeps) -> None:
-    """Put the thresholds in use at start into the history, unless they are what was installed last."""
-    current = deps.holder().get()
-    latest = deps.store.latest_thresholds()
-    if latest is None or latest != current:
-        deps.store.record_thresholds(
-            current, user="system", comment="thresholds in use at start", old=latest, action="thresholds.start"
+    """Install new thresholds for the active recipe (editor role). `version` is the version the edit was made on:
+    if the line has moved on since, nothing changes and the answer is 409. The change is audited with the user
+    and comment."""
+    names = deps.current_names()
+    try:
+        _, installed = deps.thresholds.edit(
+            deps.current_recipe(),
+            body.thresholds.plain(),
+            expected_version=body.version,
+            user=session.username,
+            comment=body.comment,
+            names=names,
         )
+    except ThresholdsError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except StaleVersionError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return ThresholdsState(thresholds=installed, class_names=list(names.values()))
 
 
-def _validate(thresholds: Thresholds, class_names: list[str]) -> None:
+def _validated(thresholds: Thresholds, class_names: list[str]) -> None:
     """422 for rules the model cannot use: unknown class names, non-finite numbers."""
-    unknown = sorted(set(thresholds.classes) - set(class_names))
-    if unknown:
-        raise HTTPException(422, f"unknown classes {unknown}; the model's classes are {class_names}")
-    if not _finite(thresholds):
-        raise HTTPException(422, "thresholds must be finite numbers")
-
-
-def _finite(t: Thresholds) -> bool:
-    """JSON from Python may carry NaN / Infinity: rules made of them mean nothing (and cannot be sent back)."""
-    numbers = [r.min_area_px for r in [t.default, *t.classes.values()]]
-    numbers += [r.min_confidence for r in [t.default, *t.classes.values()]]
-    numbers += [c for point in t.roi or [] for c in point]
-    return all(math.isfinite(x) for x in numbers)
+    try:
+        validate(thresholds, class_names)
+    except ThresholdsError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def _redecide(

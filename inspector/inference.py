@@ -1,0 +1,154 @@
+"""The inference workers: take waiting parts, run the detector on them (`detect_batch`), decide each part.
+
+Each worker owns one detector (onnxruntime releases the GIL in `run`, so workers overlap capture, pre- and
+postprocessing and inference). A part that can no longer make its deadline fails safe before it is inspected;
+a failed inspection fails its parts safe with `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from inspector.config import PipelineConfig
+from inspector.decide import decide
+from inspector.ledger import Ledger, Part, stamp
+from inspector.part_buffer import PartBuffer
+from inspector.protocols import Detector, Recipe
+from inspector.stats import Stats
+from inspector.throttled_log import ThrottledLog
+from inspector.types import Detections, Timings, Verdict
+
+__all__ = ["Inference", "detect_batch"]
+
+log = logging.getLogger("inspector.pipeline")  # one logger for the whole line
+
+
+def detect_batch(
+    detector: Detector, images: Sequence[np.ndarray], conf: float | None, iou: float | None
+) -> list[tuple[Detections, int, int]]:
+    """Detections for each image, with the monotonic ns at which its preprocess and inference ended.
+
+    Images go through in batches of at most `detector.max_batch` (a model with a fixed batch of 1 takes them
+    one by one). Raises whatever the detector raises, and RuntimeError on a wrong count of results.
+    """
+    batch = min(len(images), max(1, detector.max_batch))
+    results: list[tuple[Detections, int, int]] = []
+    for i in range(0, len(images), batch):
+        chunk = list(images[i : i + batch])
+        prepared = detector.preprocess(chunk)
+        t_pre = time.monotonic_ns()
+        try:
+            raw = detector.infer(prepared)
+        except BaseException:
+            release = getattr(prepared, "release", None)  # hand the input buffer back to its pool
+            if release is not None:
+                release()
+            raise
+        t_inf = time.monotonic_ns()
+        dets = detector.postprocess(raw, prepared, conf=conf, iou=iou)
+        if len(dets) != len(chunk):
+            raise RuntimeError(f"detector returned {len(dets)} results for {len(chunk)} images")
+        results += [(d, t_pre, t_inf) for d in dets]
+    return results
+
+
+class Inference:
+    """The inference workers' loop (`run(index)`, one thread each) and the per-part service time they measure.
+
+    active: the active recipe, read once per batch (a recipe switch lands between parts, never inside one);
+    ended: set when capture has ended (a worker returns once the buffer is empty); fail: closes a part fail-safe;
+    emit: hands a verdict to the dispatch thread.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        camera_id: str,
+        throughput: bool,
+        conf: float | None,
+        iou: float | None,
+        margin_ns: int,
+        buffer: PartBuffer,
+        ledger: Ledger,
+        stats: Stats,
+        log_every: ThrottledLog,
+        active: Callable[[], Recipe],
+        ended: threading.Event,
+        fail: Callable[..., None],
+        emit: Callable[[Verdict, int], None],
+    ) -> None:
+        self.config = config
+        self.camera_id = camera_id
+        self.limit = config.max_batch if throughput else 1
+        self.conf, self.iou = conf, iou
+        self.margin_ns = margin_ns
+        self._buffer = buffer
+        self._ledger = ledger
+        self._stats = stats
+        self._log_every = log_every
+        self._active = active
+        self._ended = ended
+        self._fail = fail
+        self._emit = emit
+        # Processing time per part (EMA, ns) for `Pipeline.ready()` and the "can it still make its deadline" check.
+        self.service_ns = 0.0
+
+    def run(self, index: int) -> None:
+        """Inference worker `index` (it uses detector `index` of the active recipe)."""
+        while True:
+            parts = self._buffer.take(self.limit, self._ended)
+            if parts is None:
+                return
+            try:
+                self._work(index, parts)
+            except Exception as exc:  # a bug must not kill the worker nor leave its parts without verdicts
+                log.exception("inference worker %d failed", index)
+                self._stats.set_alarm("inference", f"worker failed: {exc!r}")
+                for part in parts:
+                    self._fail(part, "error")
+
+    def _work(self, index: int, parts: list[Part]) -> None:
+        now = time.monotonic_ns()
+        live = []
+        for part in parts:
+            part.dequeued_ns = now
+            if not self._ledger.is_open(part.seq):
+                continue  # already failed safe by the watchdog
+            if part.deadline_ns is not None and now + self.service_ns > part.deadline_ns - self.margin_ns:
+                self._fail(part, "uninspected", why="cannot be inspected before its deadline")
+                continue
+            live.append(part)
+        if live:
+            self._inspect(index, live)
+
+    def _inspect(self, index: int, parts: list[Part]) -> None:
+        recipe = self._active()  # one read per batch: a recipe switch lands between parts, never inside one
+        detector = recipe.detectors[index % len(recipe.detectors)]
+        frames = [p.frame for p in parts if p.frame is not None]
+        start = time.monotonic_ns()
+        try:
+            results = detect_batch(detector, [f.image for f in frames], self.conf, self.iou)
+        except Exception as exc:
+            self._log_every("inspect", 5.0, logging.ERROR, "inspection failed: %r", exc, exc_info=True)
+            self._stats.set_alarm("inference", f"inspection failed: {exc!r}")
+            for part in parts:
+                self._fail(part, "error", recipe=recipe, why=None)
+            return
+        self._stats.clear_alarm("inference")
+        names = recipe.names
+        for part, (dets, t_pre, t_inf) in zip(parts, results, strict=True):
+            thresholds = recipe.thresholds.get()  # one read per part: never half an update
+            verdict = decide(dets, thresholds, names, part.part_id)
+            stamp(verdict, part, recipe, self.camera_id, self.config.keep_images)
+            verdict.timings = Timings(part.frame.captured_ns, t_pre, t_inf, time.monotonic_ns())
+            if self._ledger.close(part.seq, verdict):
+                self._emit(verdict, part.dequeued_ns)
+        per_part = (time.monotonic_ns() - start) / max(len(parts), 1)
+        # Per-part service time as a worker sees it; a batch of k costs about k parts (EMA, weight 1/8).
+        self.service_ns = per_part if self.service_ns == 0 else 0.875 * self.service_ns + 0.125 * per_part
