@@ -31,7 +31,7 @@ from inspector.config import DEFAULT_MODEL, LineConfig
 from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
 from inspector.tempdirs import owned_tempdir, remove_stale
-from inspector.truth import truth_flag
+from inspector.truth import GroundTruth, Judgement, judge
 from inspector.types import Thresholds, Verdict
 
 if TYPE_CHECKING:
@@ -64,15 +64,16 @@ class TruthTally:
         self.parts = self.defective = self.escapes = self.false_rejects = self.failsafe_good = 0
 
     def handle(self, verdict: Verdict) -> None:
-        defective = truth_flag(verdict.truth)
-        if defective is None:
+        truth = GroundTruth.of(verdict.truth)
+        if truth is None:
             return
+        judgement = judge(verdict.rejected, truth)
         with self._lock:
             self.parts += 1
-            self.defective += bool(defective)
-            self.escapes += bool(defective) and not verdict.rejected
-            self.false_rejects += (not defective) and verdict.rejected
-            self.failsafe_good += (not defective) and verdict.failsafe
+            self.defective += truth.defective
+            self.escapes += judgement is Judgement.ESCAPE
+            self.false_rejects += judgement is Judgement.FALSE_REJECT
+            self.failsafe_good += (not truth.defective) and verdict.failsafe
 
     def close(self) -> None:
         pass
@@ -226,9 +227,9 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
             plc.stop()
         print(f"inspector demo: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 2
-    assert service.line is not None and service.plc is not None
+    assert service.pipeline is not None and service.plc is not None
     plc = plcs[0]
-    pipeline = service.line.pipeline
+    pipeline = service.pipeline
     broker = f" (embedded {service.broker.kind})" if service.broker is not None else ""
     print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
     if service.first_password:

@@ -106,6 +106,7 @@ def stamp(verdict: Verdict, part: Part, recipe: Recipe, camera_id: str, keep_ima
     verdict.deadline_ns = part.deadline_ns
     verdict.recipe = recipe.name
     verdict.model_sha256 = recipe.sha256
+    verdict.names = recipe.names  # whoever writes the verdict out names its defects as this recipe's model does
     if part.frame is not None:
         verdict.truth = part.frame.truth
         if keep_image:
