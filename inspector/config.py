@@ -21,12 +21,14 @@ from inspector.types import Decision, Thresholds
 __all__ = [
     "ENV_PREFIX",
     "CameraConfig",
+    "ClassStyle",
     "ConfigError",
     "ConfigIssue",
     "DashboardConfig",
     "LineConfig",
     "ModelConfig",
     "MqttConfig",
+    "PartGeometry",
     "PipelineConfig",
     "RecipeConfig",
     "StoreConfig",
@@ -140,6 +142,12 @@ class PipelineConfig(_Section):
         256, ge=1, description="verdicts waiting for the sinks; when full, inference waits (nothing is dropped)"
     )
     keep_images: bool = Field(True, description="pass each frame's image to the sinks on its verdict (the store)")
+    preload_recipes: bool = Field(
+        True,
+        description="load every recipe's model at start, so that a changeover (cmd/recipe, the dashboard) loads "
+        "no model and takes milliseconds; false: a recipe loads on its first switch (seconds, at the cost of memory "
+        "saved)",
+    )
 
 
 class TlsConfig(_Section):
@@ -189,11 +197,42 @@ class StoreConfig(_Section):
     pass_sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept")
 
 
+class ClassStyle(_Section):
+    """How the dashboard shows one defect class of a recipe: its name (as the model's metadata has it) and colour."""
+
+    name: str = Field(min_length=1)
+    colour: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$", description="#rrggbb; none: the palette's")
+
+
+class PartGeometry(_Section):
+    """The part as the camera sees it, for the dashboard and the integrator (the model does not read it)."""
+
+    shape: Literal["rectangle", "round", "square", "other"] = "rectangle"
+    width_mm: float | None = Field(None, gt=0)
+    height_mm: float | None = Field(None, gt=0)
+    image_px: tuple[int, int] | None = Field(None, description="(width, height) of the camera image in pixels")
+
+
 class RecipeConfig(_Section):
-    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them."""
+    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them.
+
+    A recipe package (`recipes/<name>/recipe.yaml`, `inspector.recipes`) is one of these on disk, with the rest of
+    what a changeover switches: class names and colours, golden reference, part geometry and gate budget.
+    """
 
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    description: str = ""
+    classes: list[ClassStyle] | None = Field(
+        None, description="class id order: names (must match the model's metadata) and dashboard colours"
+    )
+    reference: Path | None = Field(None, description="golden reference image (for a reference-diff model)")
+    part: PartGeometry | None = None
+    gate_ms: float | None = Field(None, gt=0, description="this product's gate budget; none: pipeline.gate_ms")
+    synthetic: Literal["pcb", "mooncake"] | None = Field(
+        None, description="the synthetic line that makes this product (the demo's digital twin)"
+    )
+    package: Path | None = Field(None, description="the package folder it was read from (set by the loader)")
 
 
 class LineConfig(_Section):
@@ -209,12 +248,21 @@ class LineConfig(_Section):
         default_factory=dict,
         description="named products; `model` and `thresholds` above are recipe 'default'",
     )
+    recipe_packages: list[str] = Field(
+        default_factory=list,
+        description="recipe packages this line may run: a folder holding recipe.yaml, or a package name found as "
+        "recipes/<name>/ on the data search path; each becomes a recipe named by its package",
+    )
     recipe: str = Field("default", description="the recipe active at start")
 
     @model_validator(mode="after")
     def _recipe_exists(self) -> LineConfig:
+        if self.recipe_packages:
+            from inspector.recipes import add_packages  # reads the package files; imports this module
+
+            add_packages(self.recipes, self.recipe_packages)
         if self.recipe != "default" and self.recipe not in self.recipes:
-            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes")
+            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes or recipe_packages")
         return self
 
 

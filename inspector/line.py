@@ -169,8 +169,9 @@ def build_line(
     source: FrameSource | None = None,
     thresholds: LineThresholds | None = None,
 ) -> Line:
-    """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
-    return the line ready to `start()`. Other recipes load on their first `set_recipe`.
+    """Load the recipes' models, open nothing yet (the pipeline's capture thread opens the camera), and return the
+    line ready to `start()`. With `pipeline.preload_recipes` every recipe loads now, else the active one only and
+    the others on their first `set_recipe`. Recipes with the same model settings share its sessions.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
@@ -178,12 +179,20 @@ def build_line(
     """
     pc = config.pipeline
     models: dict[str, ModelConfig] = {"default": config.model, **{n: r.model for n, r in config.recipes.items()}}
+    gates = {n: r.gate_ms for n, r in config.recipes.items()}
     holders = thresholds or LineThresholds.from_config(config)
     sessions, _ = session_plan(pc.mode, config.model)
+    loaded: dict[str, Recipe] = {}  # by model settings: two recipes of one model share its sessions
 
     def loader(name: str) -> Recipe:
         # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
-        return load_recipe(name, models[name], holders.holder(name), pc.mode, pc.max_batch, sessions=sessions)
+        key = models[name].model_dump_json()
+        if key not in loaded:
+            loaded[key] = load_recipe(name, models[name], holders.holder(name), pc.mode, pc.max_batch, sessions)
+        same_model = loaded[key]
+        return Recipe(
+            name, same_model.detectors, holders.holder(name), same_model.model, same_model.alarm, gates.get(name)
+        )
 
     active = loader(config.recipe)
     pipeline = Pipeline(

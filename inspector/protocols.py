@@ -47,6 +47,8 @@ class Recipe:
 
     model: what the line reports about the model in use (file, precision, execution providers, self-test; see
     `inspector.line.load_recipe`); alarm: set when the recipe runs on its fallback model.
+    gate_ms: this product's capture-to-gate budget (None: the line's `pipeline.gate_ms`); a part gets the budget of
+    the recipe active when it is seen.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Recipe:
     thresholds: ThresholdsHolder
     model: dict[str, Any] = field(default_factory=dict)
     alarm: str | None = None
+    gate_ms: float | None = None
 
     @property
     def names(self) -> dict[int, str]:

@@ -24,7 +24,7 @@ _OVERLOAD_CLEARS_AFTER_NS = 10e9  # the overload alarm clears once no part faile
 class Watchdog:
     """The deadlines heap, its thread (`run`) and fail-safe verdicts (`fail`).
 
-    active: the active recipe (read once per failed part); emit: hands a verdict to the dispatch thread;
+    active: the active recipe (for a failed part not yet bound to one: a trigger waiting for its frame); emit: hands a verdict to the dispatch thread;
     done: the line has finished (the thread returns).
     """
 
@@ -87,8 +87,9 @@ class Watchdog:
         return bool(self._last_failsafe_ns) and time.monotonic_ns() - self._last_failsafe_ns > _OVERLOAD_CLEARS_AFTER_NS
 
     def fail(self, part: Part, reason: str, recipe: Recipe | None = None, why: str | None = None) -> None:
-        """Close `part` with a fail-safe verdict (`uninspected` or `error`) unless it was already decided."""
-        recipe = recipe or self._active()
+        """Close `part` with a fail-safe verdict (`uninspected` or `error`) unless it was already decided; it is
+        the verdict of `recipe`, else of the part's own (bound at capture), else of the active one."""
+        recipe = recipe or part.recipe or self._active()
         thresholds = recipe.thresholds.get()
         decision = self.config.failsafe_decision if reason == "uninspected" else thresholds.on_error
         verdict = Verdict(part.part_id, Decision(decision), [reason], thresholds_version=thresholds.version)
