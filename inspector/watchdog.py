@@ -24,8 +24,8 @@ _OVERLOAD_CLEARS_AFTER_NS = 10e9  # the overload alarm clears once no part faile
 class Watchdog:
     """The deadlines heap, its thread (`run`) and fail-safe verdicts (`fail`).
 
-    active: the active recipe (for a failed part not yet bound to one: a trigger waiting for its frame); emit: hands a verdict to the dispatch thread;
-    done: the line has finished (the thread returns).
+    active: the active recipe (for a failed part not yet bound to one: a trigger waiting for its frame);
+    emit: hands a verdict to the dispatch thread; done: the line has finished (the thread returns).
     """
 
     def __init__(
