@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"inspector: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from inspector.redact import install_log_redaction
+
+    install_log_redaction()  # no command logs a URI's password, whatever logger says it
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

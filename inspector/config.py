@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from inspector.redact import redact_text
 from inspector.resources import find_model
 from inspector.types import Decision, Thresholds
 
@@ -185,6 +186,11 @@ class DashboardConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     login_to_view: bool = False
+    secure_cookies: bool = Field(
+        False,
+        description="mark the session cookie Secure (sent over HTTPS only): set it when the dashboard is served "
+        "behind a TLS proxy; the page cannot log in over plain HTTP then",
+    )
     users: dict[str, UserConfig] = Field(default_factory=dict)
 
 
@@ -400,7 +406,8 @@ def _issues(
             if prefix in env_prefixes:
                 env = env_prefixes[prefix]
                 break
-        issues.append(ConfigIssue(".".join(loc), message.removeprefix("Value error, "), line, env))
+        # A message may quote the value: a URI's password never goes into it.
+        issues.append(ConfigIssue(".".join(loc), redact_text(message.removeprefix("Value error, ")), line, env))
     return issues
 
 

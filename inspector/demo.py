@@ -6,6 +6,10 @@ one-line summary; stops cleanly on Ctrl-C, or after `--parts N` with a final JSO
 `{"parts": ..., "rejected": ..., "failsafe": ..., "escapes": ..., "false_rejects": ...}`.
 Escapes (defective parts passed) and false rejects (good parts rejected) are counted against the synthetic ground
 truth, at the PLC's gate.
+
+Its work folder (store, images) and the embedded broker's are temporary and marked with the demo's pid: a demo
+killed with `kill -9` leaves them (and, thanks to the parent-death signal, no broker), and the next demo removes
+them. A broker URL with a password is shown redacted in the banner.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
+from inspector.tempdirs import owned_tempdir, remove_stale
 from inspector.truth import truth_flag
 from inspector.types import Thresholds, Verdict
 
@@ -33,9 +38,16 @@ if TYPE_CHECKING:
     from inspector.service import EdgeService
     from inspector.sim.plc import PlcSimulator
 
-__all__ = ["TruthTally", "demo_config", "main"]
+__all__ = ["DEMO_PREFIX", "TruthTally", "demo_config", "main", "remove_stale_folders"]
 
 log = logging.getLogger("inspector.demo")
+
+DEMO_PREFIX = "inspector-demo-"  # the demo's work folder (store, images) in the temp folder, marked with its pid
+
+
+def remove_stale_folders() -> list[Path]:
+    """Remove the work folders (and embedded brokers' folders) of demos that were killed before they could."""
+    return [p for prefix in (DEMO_PREFIX, "inspector-mosquitto-", "inspector-amqtt-") for p in remove_stale(prefix)]
 
 
 class TruthTally:
@@ -137,6 +149,7 @@ def main(argv: list[str]) -> int:
     if args.rate <= 0:
         parser.error("--rate must be positive")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
     stop = threading.Event()
 
@@ -146,8 +159,9 @@ def main(argv: list[str]) -> int:
     # Handlers first: a Ctrl-C while the model loads still ends the demo through the same clean stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with tempfile.TemporaryDirectory(prefix="inspector-demo-") as tmp:
-            return _run(args, Path(tmp), stop)
+        remove_stale_folders()
+        with owned_tempdir(DEMO_PREFIX) as workdir:
+            return _run(args, workdir, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -186,7 +200,7 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     except Exception as exc:
         for plc in plcs:  # started just before the line, which then failed
             plc.stop()
-        print(f"inspector demo: cannot start: {exc}", file=sys.stderr)
+        print(f"inspector demo: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     assert service.line is not None and service.plc is not None
     plc = plcs[0]
@@ -199,7 +213,7 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     print(
         f"inspector demo: {source.description}; model {model['file']} ({model['precision']}, "
         f"{model['provider']}, self-test {model['selftest']['status']}); "
-        f"MQTT {service.plc.info().get('protocol') or '?'} on {plc.url}{broker}; Ctrl-C stops",
+        f"MQTT {service.plc.info().get('protocol') or '?'} on {redact_url(plc.url)}{broker}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )

@@ -2,7 +2,8 @@
 config enables) until Ctrl-C / SIGTERM, or until a finite source ends; then drain the parts in flight and exit 0.
 
 Exit status: 0 after a clean drain, 1 when parts were still in flight at the drain timeout (they got fail-safe
-verdicts), 2 when the line cannot start (bad config, model that does not load, port taken, ...).
+verdicts), 2 when the line cannot start (bad config, model that does not load, port taken, a folder source with no
+readable image, ...).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from inspector.config import ConfigError, load_config
 from inspector.line import JsonlSink
 from inspector.pipeline import Sink
+from inspector.redact import install_log_redaction, redact_text
 
 __all__ = ["main"]
 
@@ -48,11 +50,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(redact_text(str(exc)), file=sys.stderr)
+        return 2
+    from inspector.preflight import check_source
+
+    for issue in check_source(config.camera):  # a line that can never make a part is a failed start, not a wait
+        print(f"inspector run: cannot start the line: {redact_text(str(issue))}", file=sys.stderr)
         return 2
     sinks: list[Sink] = []
     if args.verdicts == "-":
@@ -74,7 +82,7 @@ def main(argv: list[str]) -> int:
         try:
             service.start()  # takes down what it started when a part fails
         except Exception as exc:  # an operator gets one line saying why, not a traceback
-            print(f"inspector run: cannot start the line: {exc}", file=sys.stderr)
+            print(f"inspector run: cannot start the line: {redact_text(str(exc))}", file=sys.stderr)
             return 2
         assert service.line is not None
         pipeline = service.line.pipeline

@@ -22,6 +22,7 @@ import numpy as np
 
 from inspector.config import CameraConfig
 from inspector.imageops import as_bgr
+from inspector.redact import redact_text, redact_url
 from inspector.types import FrameSource, SourceError
 
 __all__ = [
@@ -315,7 +316,7 @@ class OpenCvSource:
             self.kind = "stream"
         else:
             self.kind = "file"
-        self.description = f"opencv {self.kind} {uri}"
+        self.description = f"opencv {self.kind} {redact_url(uri)}"  # shown in stats, alarms and logs
         self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
         self._cap: cv2.VideoCapture | None = None
         self._pacer: Pacer | None = None  # a file played in real time, at the file's own frame rate
@@ -334,7 +335,7 @@ class OpenCvSource:
         try:
             cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         except cv2.error as exc:  # some backends raise instead of returning a closed capture
-            raise SourceError(f"cannot open {self.description}: {exc}") from exc
+            raise SourceError(f"cannot open {self.description}: {redact_text(str(exc))}") from exc
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.description}")

@@ -1,6 +1,7 @@
 """`inspector demo` as a newcomer runs it (a subprocess, the shipped model, the embedded Mosquitto, the PLC simulator,
 the dashboard): it ends with its JSON line, its PLC figures agree with its own truth tally, the dashboard shows the
-running line in real headless Chromium, and Ctrl-C stops everything, the broker child included.
+running line in real headless Chromium, and Ctrl-C stops everything, the broker child included; so does a `kill -9`
+of the demo, whose folders the next demo removes.
 
 The screenshot goes to `test-artifacts/demo-dashboard.png`, and to `docs/dashboard.png` (the README's picture)
 only when `INSPECTOR_UPDATE_DOCS=1`: `INSPECTOR_UPDATE_DOCS=1 pytest tests/test_demo.py` (not the whole suite, where
@@ -15,8 +16,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +30,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from inspector.config import DEFAULT_MODEL
+from inspector.demo import DEMO_PREFIX
+from inspector.tempdirs import make_owned_tempdir
 from tests.web_helpers import ARTIFACTS, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,3 +224,37 @@ def test_demo_dashboard_live_in_chromium_and_ctrl_c_stops_everything() -> None:
     while alive(brokers[0]):
         assert time.monotonic() < deadline, f"broker {brokers[0]} still running after the demo ended"
         time.sleep(0.1)
+
+
+def test_kill_9_of_the_demo_takes_its_broker_and_the_next_start_removes_its_folders() -> None:
+    """No `finally` runs on `kill -9`: the kernel ends the embedded Mosquitto (parent-death signal), and the
+    demo's folders, marked with its pid, are removed by the next demo. A live owner's folder is left alone."""
+    proc = demo("--rate", "2", "--port", "0")
+    assert proc.stderr is not None
+    err = Lines(proc.stderr)
+    live_owner = make_owned_tempdir(DEMO_PREFIX)  # this test's own pid: it runs, so its folder stays
+    try:
+        port = int(err.wait_match(r"on mqtt://127\.0\.0\.1:(\d+) \(embedded mosquitto\)").group(1))
+        brokers = [pid for pid, name in children(proc.pid).items() if name == "mosquitto"]
+        assert len(brokers) == 1, children(proc.pid)
+        folders = sorted(Path(tempfile.gettempdir()).glob(f"inspector-*-{proc.pid}-*"))
+        assert sorted(f.name.split(f"-{proc.pid}-")[0] for f in folders) == ["inspector-demo", "inspector-mosquitto"]
+
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while alive(brokers[0]):
+            assert time.monotonic() < deadline, f"broker {brokers[0]} still running 5 s after kill -9 of the demo"
+            time.sleep(0.05)
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            raise AssertionError(f"port {port} still accepts connections")
+        assert all(f.is_dir() for f in folders)  # nothing could remove them
+
+        again = demo("--parts", "1", "--rate", "5", "--port", "0")
+        _, stderr = again.communicate(timeout=300)
+        assert again.returncode == 0, stderr
+        assert not any(f.exists() for f in folders), [f for f in folders if f.exists()]
+        assert live_owner.is_dir()
+    finally:
+        proc.kill()
+        shutil.rmtree(live_owner, ignore_errors=True)

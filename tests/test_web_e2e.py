@@ -36,8 +36,10 @@ def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.set_default_timeout(WAIT_MS)
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    # A Content-Security-Policy violation (an inline script or style, a file from elsewhere) is a console error.
     page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.goto(url)
+    response = page.goto(url)
+    assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
     return page
 
 

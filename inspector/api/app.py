@@ -1,5 +1,5 @@
 """`create_app(deps)`: the dashboard app put together: routers with their access rules, the page and its static
-files, the 405 answer, and the completed OpenAPI document."""
+files, the 405 answer, security headers, the 422 for non-finite JSON numbers, and the completed OpenAPI document."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from inspector.api import stream
 from inspector.api.deps import AppDeps
+from inspector.api.headers import SecurityHeaders
+from inspector.api.json_strict import NonFiniteJsonGuard
 from inspector.api.openapi import finish_schema
 from inspector.api.routes import auth, status, thresholds, verdicts
 from inspector.api.schemas import E401
@@ -63,6 +65,10 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.get("/", include_in_schema=False)(index)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    # Added last = runs first: the headers wrap every answer, the 422 for NaN/Infinity included.
+    app.add_middleware(NonFiniteJsonGuard)
+    docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
+    app.add_middleware(SecurityHeaders, docs_paths=docs)
     finish_schema(
         app, deps.current_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view
     )

@@ -12,6 +12,7 @@ import numpy as np
 
 from inspector.api.deps import AppDeps
 from inspector.api.schemas import AuditOut, ChangeOut, DetectionOut, VerdictDetailOut, VerdictOut
+from inspector.redact import redact_obj
 from inspector.store import AuditRecord, StoredVerdict
 from inspector.types import Decision
 
@@ -64,7 +65,7 @@ def stats_payload(deps: AppDeps) -> dict[str, Any]:
         out["yield"] = passed / decided if decided and passed is not None else None
     out["thresholds_version"] = deps.holder().get().version
     out["store"] = deps.store.stats()
-    return out
+    return redact_obj(out)  # a camera URI's password never leaves the process (descriptions, alarm messages)
 
 
 def image_url(v: StoredVerdict) -> str | None:

@@ -5,6 +5,12 @@ broker from PyPI (MQTT 3.1.1 only; the PLC link falls back to 3.1.1 against it).
 loopback only and runs as a child process, so a crash of the broker never takes the inspector down and a test
 can `kill -9` it and start it again on the same port. Real deployments point `mqtt.url` at their own broker.
 
+The broker never outlives the inspector, even one killed with `kill -9`: on Linux the child asks the kernel for
+SIGTERM when its parent dies (`prctl(PR_SET_PDEATHSIG)`). The kernel sends it when the *thread* that started the
+child ends, so a broker started from any thread but the main one is started by one long-lived spawner thread.
+Its temporary folder is marked with the inspector's pid (`inspector.tempdirs`): the next start removes the folders
+of inspectors that are gone.
+
     with EmbeddedBroker() as broker:
         print(broker.url, broker.kind, broker.protocols)   # mqtt://127.0.0.1:41235 mosquitto ('5', '3.1.1')
 """
@@ -20,12 +26,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["BrokerError", "EmbeddedBroker", "find_mosquitto", "free_port"]
+from inspector.tempdirs import make_owned_tempdir, remove_stale
+
+__all__ = ["BrokerError", "EmbeddedBroker", "find_mosquitto", "free_port", "spawn_child"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,40 @@ BrokerKind = Literal["auto", "mosquitto", "amqtt"]
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 # Debian installs the broker in /usr/sbin, which is not on a normal user's PATH.
 _SBIN_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child sent SIGTERM when its parent dies (Linux); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # looked up before the fork: the child only calls it
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died between fork and prctl: nobody would send the signal
+            os._exit(1)
+
+    return preexec
+
+
+def spawn_child(cmd: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen(cmd, **popen)` for a child that must end with this process (see the module's docstring)."""
+    preexec = _die_with_parent(os.getpid())
+    if preexec is None or threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(cmd, preexec_fn=preexec, **popen)
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:  # its one thread waits for work until the interpreter exits
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="child-spawner")
+        spawner = _spawner
+    return spawner.submit(lambda: subprocess.Popen(cmd, preexec_fn=preexec, **popen)).result()
 
 
 class BrokerError(RuntimeError):
@@ -144,7 +188,9 @@ class EmbeddedBroker:
         if self.running:
             return self.url
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"inspector-{self.kind}-"))
+            prefix = f"inspector-{self.kind}-"
+            remove_stale(prefix)  # the folders of inspectors killed before they could remove theirs
+            self.workdir = make_owned_tempdir(prefix)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pick_port = self.port == 0
         attempts = 3 if pick_port else 1
@@ -206,7 +252,7 @@ class EmbeddedBroker:
             cmd = [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
         with open(self._log_file, "ab") as logf:
             # Own session: a Ctrl-C in the terminal goes to the inspector, which then stops the broker in order.
-            self._proc = subprocess.Popen(
+            self._proc = spawn_child(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
             )
 

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from inspector.config import TlsConfig
+from inspector.redact import redact_url  # the one redaction rule, re-exported for the PLC modules
 
 __all__ = ["BrokerAddress", "ProtocolName", "new_client", "parse_mqtt_url", "redact_url"]
 
@@ -50,16 +51,6 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***` (for logs, `info()` and error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def new_client(

@@ -25,6 +25,7 @@ from inspector.config import MqttConfig
 from inspector.plc.client import ProtocolName, new_client, parse_mqtt_url, redact_url
 from inspector.plc.contract import Topics, dumps, status_payload
 from inspector.plc.queue import Item, Outbox
+from inspector.redact import redact_obj
 
 __all__ = ["Connection"]
 
@@ -186,18 +187,17 @@ class Connection:
     # -- paho client and callbacks ------------------------------------------------------------------------------
 
     def _status(self, state: str, reason: str, protocol: str | None = None) -> bytes:
-        return dumps(
-            status_payload(
-                state,
-                reason,
-                protocol=protocol or self.protocol,
-                client_id=self.client_id,
-                line=self.config.line,
-                camera=self.camera_id,
-                heartbeat_s=self.config.heartbeat_s,
-                keepalive_s=self.config.keepalive_s,
-            )
+        payload = status_payload(
+            state,
+            reason,
+            protocol=protocol or self.protocol,
+            client_id=self.client_id,
+            line=self.config.line,
+            camera=self.camera_id,
+            heartbeat_s=self.config.heartbeat_s,
+            keepalive_s=self.config.keepalive_s,
         )
+        return dumps(redact_obj(payload))  # a reason may quote an error message
 
     def _connect(self, protocol: ProtocolName) -> None:
         client = new_client(

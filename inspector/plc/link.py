@@ -36,6 +36,7 @@ from inspector.plc.contract import (
     wall_from_monotonic_ns,
 )
 from inspector.plc.queue import Item, Outbox
+from inspector.redact import redact_obj
 from inspector.types import Verdict
 
 __all__ = ["PlcLink"]
@@ -216,7 +217,8 @@ class PlcLink:
         with self._lock:
             self._event_seq += 1
             seq = self._event_seq
-        self._conn.submit(Item("event", self.topics.events, dumps(event_payload(event, seq=seq))))
+        # Redacted: an alarm or event may quote a camera URI or an error message (docs: inspector/redact.py).
+        self._conn.submit(Item("event", self.topics.events, dumps(redact_obj(event_payload(event, seq=seq)))))
 
     # -- introspection ------------------------------------------------------------------------------------------
 
@@ -310,7 +312,7 @@ class PlcLink:
         payload = heartbeat_payload(
             seq=seq, started_mono=self._started_mono, window=window, status=self.status, link_stats=self.stats
         )
-        self._conn.publish(self.topics.heartbeat, dumps(payload), qos=0)
+        self._conn.publish(self.topics.heartbeat, dumps(redact_obj(payload)), qos=0)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 

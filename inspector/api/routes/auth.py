@@ -28,6 +28,7 @@ def login(_: StrictLogin, body: LoginRequest, response: Response, auth: AuthDep,
         max_age=int(deps.session_ttl_s),
         httponly=True,
         samesite="strict",
+        secure=deps.config.secure_cookies,
         path="/",
     )
     return LoginOut(token=session.token, username=session.username, role=session.role, expires_in_s=deps.session_ttl_s)
@@ -37,7 +38,7 @@ def login(_: StrictLogin, body: LoginRequest, response: Response, auth: AuthDep,
 def logout(response: Response, token: TokenDep, auth: AuthDep, deps: Deps) -> MeOut:
     """End the session (token or cookie) and clear the cookie."""
     auth.logout(token)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=deps.config.secure_cookies, samesite="strict")
     return MeOut(authenticated=False, login_to_view=deps.config.login_to_view)
 
 

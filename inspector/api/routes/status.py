@@ -13,6 +13,7 @@ from inspector.api.deps import Deps
 from inspector.api.schemas import HealthOut, StatsOut
 from inspector.api.security import viewer
 from inspector.prometheus import CONTENT_TYPE, render
+from inspector.redact import redact_obj
 
 __all__ = ["router", "viewer_router"]
 
@@ -23,7 +24,7 @@ viewer_router = APIRouter(dependencies=[Depends(viewer)])
 @router.get("/api/health", response_model=HealthOut, tags=["status"])
 def health(request: Request, deps: Deps) -> HealthOut:
     """Liveness: answers while the process runs, with the store writer's counters and what the line adds."""
-    details = plain(deps.health()) if deps.health is not None else {}
+    details = redact_obj(plain(deps.health())) if deps.health is not None else {}
     store = deps.store.stats()
     return HealthOut(
         status="ok" if store["writer_alive"] else "degraded",
