@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inspector.redact import redact_text
 from inspector.resources import find_model
@@ -261,12 +270,18 @@ class LineConfig(_Section):
     )
     recipe: str = Field("default", description="the recipe active at start")
 
-    @model_validator(mode="after")
-    def _recipe_exists(self) -> LineConfig:
-        if self.recipe_packages:
+    @field_validator("recipe_packages")
+    @classmethod
+    def _add_packages(cls, refs: list[str], info: ValidationInfo) -> list[str]:
+        """Each package becomes a recipe (`recipes` is validated before this field, so it is in `info.data`)."""
+        if refs and "recipes" in info.data:
             from inspector.recipes import add_packages  # reads the package files; imports this module
 
-            add_packages(self.recipes, self.recipe_packages)
+            add_packages(info.data["recipes"], refs)
+        return refs
+
+    @model_validator(mode="after")
+    def _recipe_exists(self) -> LineConfig:
         if self.recipe != "default" and self.recipe not in self.recipes:
             raise ValueError(f"recipe {self.recipe!r} is not defined under recipes or recipe_packages")
         return self

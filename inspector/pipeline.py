@@ -181,6 +181,11 @@ class Pipeline:
         """Every recipe this line may run."""
         return self._recipes.names
 
+    def class_names(self, recipe: str) -> dict[int, str] | None:
+        """The class names of `recipe`'s model when it is loaded, else None."""
+        loaded = self._recipes.loaded(recipe)
+        return loaded.names if loaded is not None else None
+
     @property
     def recipe_loads(self) -> int:
         """Recipes (models) loaded since the pipeline was built, at start included."""

@@ -39,9 +39,9 @@ class RecipeBook:
         """Every recipe this line may run, sorted."""
         return sorted(self._names)
 
-    def loaded(self, name: str) -> bool:
-        with self._lock:
-            return name in self._recipes
+    def loaded(self, name: str) -> Recipe | None:
+        """The recipe `name` when it is loaded, else None (nothing is loaded here)."""
+        return self._recipes.get(name)
 
     def preload(self) -> None:
         """Load every recipe not loaded yet, so that no switch loads a model."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ __all__ = [
     "main",
     "model_facts",
     "package_dir",
+    "recipe_card",
 ]
 
 # What a model says about its input in its ONNX metadata (issue 15): a reference model's input is the frame composed
@@ -186,12 +188,30 @@ def add_packages(recipes: dict[str, RecipeConfig], refs: list[str]) -> None:
         try:
             name, recipe = load_package(ref)
         except ConfigError as exc:
-            raise ValueError(f"recipe package {ref}: {exc}") from None
+            raise ValueError(f"recipe package {exc.source}: {'; '.join(str(i) for i in exc.issues)}") from None
         if name == "default":
             raise ValueError(f"recipe package {ref}: the name 'default' is the line's own model and thresholds")
         if name in recipes and recipes[name] != recipe:
             raise ValueError(f"recipe package {ref}: a recipe named {name!r} is defined twice")
         recipes[name] = recipe
+
+
+def recipe_card(name: str, recipe: RecipeConfig | None, names: Mapping[int, str] | None) -> dict[str, Any]:
+    """What the dashboard shows of a recipe: name, description, classes (`names`: the model's, else the recipe's
+    `classes`) with their colours (the recipe's, else `inspector.palette`'s), gate budget, part geometry."""
+    from inspector.palette import class_colours
+
+    styles = recipe.classes if recipe is not None else None
+    if names is None:
+        names = {i: c.name for i, c in enumerate(styles or [])}
+    colours = class_colours(names, styles)
+    return {
+        "name": name,
+        "description": recipe.description if recipe is not None else "",
+        "classes": [{"id": i, "name": names[i], "colour": colours[i]} for i in sorted(names)],
+        "gate_ms": recipe.gate_ms if recipe is not None else None,
+        "part": recipe.part.model_dump() if recipe is not None and recipe.part is not None else None,
+    }
 
 
 def model_facts(path: Path) -> tuple[dict[int, str] | None, str]:

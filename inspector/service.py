@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from inspector.changeover import Switch
 from inspector.config import LineConfig
 from inspector.line import Line, build_line
 from inspector.pipeline import Pipeline, Sink
@@ -69,11 +70,10 @@ class _RecipeNamed:
 
 
 class _Commands:
-    """The PLC's commands to the pipeline, with the service's bookkeeping after a recipe switch."""
+    """The PLC's commands to the pipeline."""
 
-    def __init__(self, pipeline: Pipeline, on_recipe: Callable[[str], None]) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
-        self._on_recipe = on_recipe
 
     def trigger(self, part_id: int) -> None:
         self._pipeline.trigger(part_id)
@@ -85,8 +85,7 @@ class _Commands:
         self._pipeline.resume()
 
     def set_recipe(self, name: str) -> None:
-        self._pipeline.set_recipe(name)
-        self._on_recipe(name)
+        self._pipeline.set_recipe(name, "plc")
 
 
 class EdgeService:
@@ -143,6 +142,7 @@ class EdgeService:
         self.line = build_line(config, source=self._source, thresholds=self.thresholds)
         pipeline = self.line.pipeline
         self._note_recipe(pipeline.recipe)
+        pipeline.changeover.listeners.append(self._on_switch)  # PLC and dashboard switches alike
         if self.store is not None:
             pipeline.add_sink(self.store)
 
@@ -172,10 +172,26 @@ class EdgeService:
             self.store.names = names
         self.thresholds.floor_alarm(recipe, names)
 
-    def _on_recipe(self, recipe: str) -> None:
-        self._note_recipe(recipe)
-        assert self.thresholds is not None
-        log.info("recipe %s active: thresholds v%d", recipe, self.thresholds.current(recipe).version)
+    def _on_switch(self, switch: Switch) -> None:
+        """After each changeover: bookkeeping, then the `recipe_switched` event on MQTT."""
+        self._note_recipe(switch.recipe)
+        if self.plc is not None:
+            self.plc.publish_event(switch.event())
+
+    def _recipe_state(self) -> dict[str, Any]:
+        """The dashboard's `/api/recipe` answer: the active recipe, every recipe of the line, the last switch."""
+        from inspector.recipes import recipe_card
+
+        assert self.line is not None
+        pipeline = self.line.pipeline
+        active = pipeline.recipe
+        cards = {
+            name: recipe_card(name, self.config.recipes.get(name), pipeline.class_names(name))
+            for name in pipeline.recipes
+        }
+        history = pipeline.changeover.history
+        last = history[-1].event() if history else None
+        return {"recipe": active, "active": cards[active], "recipes": list(cards.values()), "last_switch": last}
 
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
@@ -204,7 +220,7 @@ class EdgeService:
                 "model": model_brief(pipeline.model),
             }
 
-        commands = _Commands(pipeline, self._on_recipe)
+        commands = _Commands(pipeline)
         self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
         self.plc.start()
         assert self.thresholds is not None
@@ -244,6 +260,8 @@ class EdgeService:
             stats=self._stats,
             names=lambda: pipeline.names,
             recipe=lambda: pipeline.recipe,
+            recipes=self._recipe_state,
+            switch_recipe=lambda name, source: pipeline.set_recipe(name, source).event(),
             config=config,
             users=users,
             health=health,

@@ -19,7 +19,7 @@ from inspector.api.deps import AppDeps
 from inspector.api.headers import SecurityHeaders
 from inspector.api.json_strict import NonFiniteJsonGuard
 from inspector.api.openapi import finish_schema
-from inspector.api.routes import auth, status, thresholds, verdicts
+from inspector.api.routes import auth, recipe, status, thresholds, verdicts
 from inspector.api.schemas import E401
 from inspector.api.security import authenticator
 from inspector.prometheus import LineCollector, line_registry
@@ -37,6 +37,8 @@ _ROUTERS: tuple[tuple[APIRouter, bool], ...] = (
     (verdicts.router, True),
     (thresholds.router, True),
     (thresholds.editor_router, False),
+    (recipe.router, True),
+    (recipe.editor_router, False),
     (stream.router, True),
 )
 
@@ -70,7 +72,10 @@ def create_app(deps: AppDeps) -> FastAPI:
     docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     app.add_middleware(SecurityHeaders, docs_paths=docs)
     finish_schema(
-        app, deps.current_names, required={("put", "/api/thresholds")}, all_required=deps.config.login_to_view
+        app,
+        deps.current_names,
+        required={("put", "/api/thresholds"), ("post", "/api/recipe")},
+        all_required=deps.config.login_to_view,
     )
     return app
 
