@@ -188,7 +188,8 @@ class Pipeline:
 
     @property
     def recipe_loads(self) -> int:
-        """Recipes (models) loaded since the pipeline was built, at start included."""
+        """Recipes the pipeline has loaded itself (at start with `preload_recipes`, or on a switch); the recipes
+        it was given are not counted."""
         return self._recipes.loads
 
     @property
