@@ -27,6 +27,7 @@ from inspector.sources import MemorySource
 from inspector.thresholds import ThresholdsHolder
 from inspector.types import Thresholds
 from tests.mqtt_helpers import Recorder, publish
+from tests.test_demo import demo, last_json
 from tests.test_pipeline import CollectingSink, ScriptedDetector, grey
 
 PRODUCTS = ("alpha", "beta", "gamma")
@@ -328,3 +329,38 @@ def bearer(client: httpx.Client, user: str, password: str) -> dict[str, str]:
     r = client.post("/api/login", json={"username": user, "password": password})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+# ------------------------------------------------------------------------------------------------------- the demo
+def test_demo_changeover_switches_products_and_every_verdict_has_the_product_s_recipe() -> None:
+    """`inspector demo --changeover 10 --parts 40`: the simulated PLC switches the two PCB packages every 10 parts,
+    the line follows; no part missing or late, each verdict's recipe is its part's product, no model loaded on a
+    switch, the switch times reported."""
+    proc = demo("--changeover", "10", "--products", "pcb,pcb-320", "--parts", "40", "--rate", "8", "--port", "0")
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    result = last_json(stdout)
+    plc, day = result["plc"], result["changeover"]
+    assert result["parts"] == 40 and plc["parts"] == 40 and plc["missing_answers"] == 0 and plc["late_answers"] == 0
+    assert result["product"] == "pcb" and day["products"] == ["pcb", "pcb-320"] and day["every"] == 10
+    assert day["checked"] == 40 and day["recipe_mismatches"] == 0
+    assert day["parts_by_recipe"] == {"pcb": 20, "pcb-320": 20}
+    assert day["switches"] == 3 and day["model_loads"] == 0 and 0 <= day["switch_ms_max"] < 1000
+
+
+def test_demo_product_picks_the_starting_package_and_refuses_an_unknown_one() -> None:
+    proc = demo("--product", "pcb-320", "--parts", "6", "--rate", "8", "--port", "0")
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    result = last_json(stdout)
+    assert result["product"] == "pcb-320" and result["changeover"]["parts_by_recipe"] == {"pcb-320": 6}
+    assert "deeppcb-v8n-320-int8.onnx" in stderr
+    proc = demo("--product", "no-such-product", "--parts", "6", "--port", "0")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "no-such-product" in stderr and "no recipe package here" in stderr
