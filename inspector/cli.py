@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synthetic parts (PCB; `sim mooncake`: mooncakes): write a YOLO dataset or a labelled folder, time it",
     ),
     "plc-sim": ("inspector.sim.plc_cli", "a PLC stand-in: conveyor, triggers, reject gate, report"),
+    "fleet": ("inspector.fleet.cli", "the plant view: every line on one broker, totals per recipe and shift"),
     "hash-password": ("inspector.auth", "hash a dashboard password for the config's users section"),
 }
 

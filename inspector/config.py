@@ -41,6 +41,7 @@ __all__ = [
     "PartGeometry",
     "PipelineConfig",
     "RecipeConfig",
+    "ReferenceConfig",
     "StoreConfig",
     "SyntheticConfig",
     "TlsConfig",
@@ -228,6 +229,24 @@ class PartGeometry(_Section):
     image_px: tuple[int, int] | None = Field(None, description="(width, height) of the camera image in pixels")
 
 
+class ReferenceConfig(_Section):
+    """A product's golden reference (issue 15): each frame is registered to it before the detector, which gets the
+    frame and the registered reference together (`inspector.reference`); a reference model needs one. A part that
+    does not register fails safe (`unregistered`). See `inspector.registration` for the motion models and limits."""
+
+    image: Path | None = Field(
+        None,
+        description="defect-free part as this camera sees it (e.g. `inspector sim folder --board-seed` writes one)",
+    )
+    motion: Literal["rigid", "similarity", "affine"] = Field(
+        "rigid", description="how a part may move against the reference: rigid (fixture, conveyor), +scale, affine"
+    )
+    min_correlation: float = Field(0.9, ge=-1.0, le=1.0, description="registered frame vs reference, to accept")
+    max_shift_px: float = Field(40.0, gt=0, description="largest shift of a part that still registers")
+    max_angle_deg: float = Field(5.0, gt=0, description="largest rotation of a part that still registers")
+    max_scale_change: float = Field(0.05, ge=0, description="largest |scale - 1| (similarity, affine)")
+
+
 class RecipeConfig(_Section):
     """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them.
 
@@ -241,7 +260,7 @@ class RecipeConfig(_Section):
     classes: list[ClassStyle] | None = Field(
         None, description="class id order: names (must match the model's metadata) and dashboard colours"
     )
-    reference: Path | None = Field(None, description="golden reference image (for a reference-diff model)")
+    reference: ReferenceConfig = ReferenceConfig()
     part: PartGeometry | None = None
     gate_ms: float | None = Field(None, gt=0, description="this product's gate budget; none: pipeline.gate_ms")
     synthetic: Literal["pcb", "mooncake"] | None = Field(
@@ -255,13 +274,14 @@ class LineConfig(_Section):
     trigger: TriggerConfig = TriggerConfig()
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    reference: ReferenceConfig = ReferenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     mqtt: MqttConfig = MqttConfig()
     dashboard: DashboardConfig = DashboardConfig()
     store: StoreConfig = StoreConfig()
     recipes: dict[str, RecipeConfig] = Field(
         default_factory=dict,
-        description="named products; `model` and `thresholds` above are recipe 'default'",
+        description="named products; `model`, `thresholds` and `reference` above are recipe 'default'",
     )
     recipe_packages: list[str] = Field(
         default_factory=list,
@@ -446,7 +466,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 
 def check_files(config: LineConfig) -> list[ConfigIssue]:
-    """Problems pydantic cannot see: model files and image folders that do not exist."""
+    """Problems pydantic cannot see: model files, reference images and image folders that do not exist."""
     issues = []
     model_sections = [("model", config.model)] + [
         (f"recipes.{name}.model", recipe.model) for name, recipe in config.recipes.items()
@@ -457,6 +477,12 @@ def check_files(config: LineConfig) -> list[ConfigIssue]:
     for field, model_path in models:
         if not Path(model_path).is_file():
             issues.append(ConfigIssue(field, f"model file not found: {model_path}"))
+    references = [("reference", config.reference)] + [
+        (f"recipes.{n}.reference", r.reference) for n, r in config.recipes.items()
+    ]
+    for where, reference in references:
+        if reference.image is not None and not Path(reference.image).is_file():
+            issues.append(ConfigIssue(f"{where}.image", f"reference image not found: {reference.image}"))
     cam = config.camera
     if cam.source == "folder" and not Path(cam.uri).is_dir():
         issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))

@@ -17,7 +17,11 @@ difference), written as PNG so that the difference channel is not smeared by JPE
     OUT/images/{train,val}/<id>.png       composite of the inspected image and its template
     OUT/templates/{train,val}/<id>.png    composite of the template with itself (difference zero): a defect-free part
 Labels, split (same `--val-fraction` and `--seed`, same held-out ids) and split.json are as without it, and
-data.yaml says `inspector_input: reference-diff`. DeepPCB's pairs are aligned already, so no registration is done.
+data.yaml says `inspector_input: reference-diff`. Each template is registered to its test image first
+(`inspector.registration`, `--motion`, default affine): DeepPCB's pairs are not aligned to the pixel (shifts of a
+few pixels, up to about 1.5 % stretch along one axis), and an unregistered template would ring every edge in the
+difference channel. A pair that does not register keeps its template as it is (DeepPCB's own alignment);
+OUT/registration.json lists those pairs with the reason, and the counts say how many registered.
 
 `inspector dataset mix OUT --base DATA.yaml [--backgrounds N] [--add DATA.yaml ...]` writes a training mix without
 copying images: OUT/train.txt lists the base's training images, N of its training templates (defect-free parts,
@@ -40,7 +44,8 @@ import cv2
 import numpy as np
 import yaml
 
-from inspector.reference import INPUT_KEY, REFERENCE_DIFF, reference_composite
+from inspector.reference import INPUT_KEY, REFERENCE_DIFF, dataset_input_kind, reference_composite
+from inspector.registration import MOTION_MODELS, MotionModel, Registrar
 
 __all__ = [
     "DEEPPCB_NAMES",
@@ -153,25 +158,31 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"{path}: could not write the image")
 
 
-def _input_kind(data: Path) -> str | None:
-    """A dataset's `inspector_input` (None: plain camera images), from its data.yaml or folder."""
-    data = Path(data)
-    if data.is_dir():
-        data = data / "data.yaml"
-    if data.suffix not in {".yaml", ".yml"} or not data.is_file():
-        return None
-    return (yaml.safe_load(data.read_text()) or {}).get(INPUT_KEY)
+def _registered_template(test: np.ndarray, template: np.ndarray, motion: MotionModel) -> tuple[np.ndarray, str | None]:
+    """The template registered onto the test image's grid, or the template as it is and why it did not register."""
+    try:
+        result = Registrar(template, model=motion).register(test)
+    except ValueError as exc:  # a blank template: nothing to register against
+        return template, f"template: {exc}"
+    if not result.ok:
+        return template, f"{result.reason}: {result.detail}"
+    return result.reference, None
 
 
 def import_deeppcb(
-    src: Path, out: Path, val_fraction: float = 0.2, seed: int = 0, reference: bool = False
+    src: Path,
+    out: Path,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    reference: bool = False,
+    motion: MotionModel = "affine",
 ) -> dict[str, int]:
     """Convert DeepPCB at `src` into a YOLO dataset at `out`. Returns counts per split.
 
     The split is random by image with `seed` (reproducible), so the held-out images never reach training.
     reference: write the reference-model dataset (module docstring): PNG composites of each test image with its
-    template, and of each template with itself, instead of copies of the JPEGs. DeepPCB's pairs are aligned, so
-    the template is used as it is (no registration); every pair must have its template.
+    template registered to it (`motion`), and of each template with itself, instead of copies of the JPEGs; every
+    pair must have its template. Counts then add `registered` and `unregistered` (listed in registration.json).
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -182,6 +193,7 @@ def import_deeppcb(
 
     split_of: dict[str, list[str]] = {"train": [], "val": []}
     counts = {"train": 0, "val": 0, "boxes": 0, "templates": 0}
+    unregistered: dict[str, str] = {}
     for pair in pairs:
         split = "val" if pair.stem in val_ids else "train"
         image = _read_image(pair.test_image)
@@ -191,7 +203,10 @@ def import_deeppcb(
             (out / sub / split).mkdir(parents=True, exist_ok=True)
         if reference:
             template = _read_image(pair.template_image)
-            _write_png(out / "images" / split / f"{pair.stem}.png", reference_composite(image, template))
+            registered, why = _registered_template(image, template, motion)
+            if why is not None:
+                unregistered[pair.stem] = why
+            _write_png(out / "images" / split / f"{pair.stem}.png", reference_composite(image, registered))
         else:
             shutil.copyfile(pair.test_image, out / "images" / split / f"{pair.stem}.jpg")
         lines = [
@@ -213,6 +228,10 @@ def import_deeppcb(
     (out / "split.json").write_text(
         json.dumps({"source": str(src), "seed": seed, "val_fraction": val_fraction, **split_of}, indent=1)
     )
+    if reference:
+        counts["registered"], counts["unregistered"] = len(pairs) - len(unregistered), len(unregistered)
+        report = {"motion": motion, "registered": counts["registered"], "unregistered": unregistered}
+        (out / "registration.json").write_text(json.dumps(report, indent=1))
     return counts
 
 
@@ -231,7 +250,7 @@ def mix_datasets(
     from inspector.evaluate import load_data
 
     train, val = load_data(base, "train"), load_data(base, "val")
-    input_kind = _input_kind(base)
+    input_kind = dataset_input_kind(base)
     rows = [str(p) for p in train.images]
     counts = {"base": len(train.images), "backgrounds": 0, "added": 0}
     if backgrounds:
@@ -245,8 +264,10 @@ def mix_datasets(
         extra_train = load_data(extra, "train")
         if extra_train.names != train.names:
             raise ValueError(f"{extra}: class names {extra_train.names} differ from {base}'s {train.names}")
-        if _input_kind(extra) != input_kind:
-            raise ValueError(f"{extra}: its images ({INPUT_KEY} {_input_kind(extra)}) are not {base}'s ({input_kind})")
+        if dataset_input_kind(extra) != input_kind:
+            raise ValueError(
+                f"{extra}: its images ({INPUT_KEY} {dataset_input_kind(extra)}) are not {base}'s ({input_kind})"
+            )
         rows += [str(p) for p in extra_train.images]
         counts["added"] += len(extra_train.images)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,7 +304,13 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--reference",
         action="store_true",
-        help="write the reference-model dataset: PNG composites (test grey, template grey, |difference|)",
+        help="write the reference-model dataset: PNG composites (test grey, registered template grey, |difference|)",
+    )
+    p.add_argument(
+        "--motion",
+        choices=MOTION_MODELS,
+        default="affine",
+        help="--reference: how a test image may move against its template (default affine)",
     )
     m = sub.add_parser("mix", help="a training list over datasets: base + background templates + others")
     m.add_argument("out", type=Path, help="output folder for train.txt and data.yaml")
@@ -296,7 +323,7 @@ def main(argv: list[str]) -> int:
         if args.action == "mix":
             counts = mix_datasets(args.out, args.base, args.backgrounds, args.add, args.seed)
         else:
-            counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed, args.reference)
+            counts = import_deeppcb(args.src, args.out, args.val_fraction, args.seed, args.reference, args.motion)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"inspector dataset: {exc}", file=sys.stderr)
         return 1

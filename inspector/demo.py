@@ -149,6 +149,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--changeover", type=int, metavar="N", help="switch products every N parts (a mixed day)")
     parser.add_argument("--products", help="comma-separated products for --changeover (default: every package)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--lines",
+        type=int,
+        default=1,
+        help="simulated lines on one broker, sharing --rate, with the fleet view on --port (1)",
+    )
     args = parser.parse_args(argv)
     if args.parts is not None and args.parts < 1:
         parser.error("--parts must be at least 1")
@@ -156,6 +162,8 @@ def main(argv: list[str]) -> int:
         parser.error("--rate must be positive")
     if args.changeover is not None and args.changeover < 1:
         parser.error("--changeover must be at least 1")
+    if args.lines < 1:
+        parser.error("--lines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
@@ -169,6 +177,10 @@ def main(argv: list[str]) -> int:
     try:
         remove_stale_folders()
         with owned_tempdir(DEMO_PREFIX) as workdir:
+            if args.lines > 1:
+                from inspector.demo_fleet import run_plant  # the plant: N lines and the fleet view
+
+                return run_plant(args, workdir, stop)
             return _run(args, workdir, stop)
     finally:
         for sig, handler in previous.items():

@@ -5,6 +5,14 @@ line and image: `{"image": path, "detections": [{"class_id", "class_name", "conf
 original-image pixels; an image that cannot be read gives `{"image": path, "error": "..."}` instead. Without
 `--json`, a readable table. A bad path or unreadable image is reported and the run goes on; the exit status is 1
 when any image failed, 2 when the model cannot be loaded, else 0.
+
+A reference model (metadata `inspector.input: reference-diff`, issue 15) compares each image with a defect-free
+reference: `--reference IMAGE` gives one for every image; without it, each DeepPCB-style `NAME_test` image is
+checked against the `NAME_temp` beside it (a folder's `_temp` images are references, not inspected). Each image
+is registered to its reference (`inspector.registration`, `--motion`) and the detector gets their composite
+(`inspector.reference`); its JSON line adds `"reference"` (the reference's path) and `"registration"` (motion and
+correlation). An image that does not register is an error line `unregistered (<reason>): ...`. A reference model
+with no reference at all, or a plain model given `--reference`, is refused at load (exit 2).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import cv2
 import numpy as np
 
 from inspector.detector import PROVIDERS, ModelError, OnnxDetector
+from inspector.detector.metadata import check_reference
+from inspector.reference import REFERENCE_DIFF, paired_template, reference_composite
+from inspector.registration import MOTION_MODELS, MotionModel, Registrar
 from inspector.types import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "main", "read_image"]
@@ -94,11 +105,62 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--batch", type=int, default=1, help="images per inference run (capped by the model)")
     ap.add_argument(
+        "--reference",
+        metavar="IMAGE",
+        help="reference models: the defect-free reference of every image (default: each NAME_test image's NAME_temp)",
+    )
+    ap.add_argument(
+        "--motion",
+        choices=MOTION_MODELS,
+        default="affine",
+        help="reference models: how an image may move against its reference (default affine: scans such as "
+        "DeepPCB's are stretched a little along one axis; parts on a fixture are rigid)",
+    )
+    ap.add_argument(
         "--rect",
         action="store_true",
         help="dynamic-shape models: pad each image only to the stride (as Ultralytics' predict does for them)",
     )
     return ap
+
+
+class _References:
+    """Each image's reference for a reference model: the one `--reference`, or each NAME_test's NAME_temp; one
+    `Registrar` per reference image, built when first needed."""
+
+    def __init__(self, shared: str | None, motion: MotionModel) -> None:
+        self.shared, self.motion = shared, motion
+        self._registrars: dict[str, Registrar] = {}
+
+    def for_image(self, path: str) -> str | None:
+        if self.shared is not None:
+            return self.shared
+        template = paired_template(path)
+        return str(template) if template is not None else None
+
+    def registrar(self, reference: str) -> Registrar:
+        """Raises ValueError when the reference cannot be read or has no texture to register against."""
+        if reference not in self._registrars:
+            self._registrars[reference] = Registrar(read_image(reference), model=self.motion)
+        return self._registrars[reference]
+
+
+def _to_inspect(paths: list[str], references: _References | None) -> list[tuple[str, str | None]]:
+    """(path, error) per image; for a reference model that pairs NAME_test with NAME_temp, a folder's templates
+    are references and not inspected, and an image without a reference is an error."""
+    items = list(expand_paths(paths))
+    if references is None or references.shared is not None:
+        return items
+    out = []
+    for path, error in items:
+        if error is None and Path(path).stem.endswith("_temp"):
+            test = Path(path).with_name(Path(path).stem.removesuffix("_temp") + "_test" + Path(path).suffix)
+            if test.is_file():
+                continue  # the reference of a test image in the same run
+        if error is None and references.for_image(path) is None:
+            error = "no reference: a reference model needs --reference IMAGE, or NAME_test.* beside its NAME_temp.*"
+        out.append((path, error))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +184,19 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.batch,
             rect=args.rect,
         )
+        references = _References(args.reference, args.motion) if detector.input_kind == REFERENCE_DIFF else None
+        items = _to_inspect(args.paths, references)
+        has_reference = args.reference is not None or (
+            references is not None and any(error is None for _, error in items)
+        )
+        check_reference(detector.path, detector.input_kind, has_reference)
+        if references is not None and args.reference is not None:
+            references.registrar(args.reference)
     except ModelError as exc:
         print(f"inspector detect: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"inspector detect: --reference {args.reference}: {exc}", file=sys.stderr)
         return 2
     batch_size = min(args.batch, detector.max_batch)
     failed = 0
@@ -137,25 +210,43 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"{path}  ERROR: {error}\n")
         out.flush()
 
-    def flush(batch: list[tuple[str, np.ndarray]]) -> None:
+    def flush(batch: list[tuple[str, np.ndarray, dict[str, object]]]) -> None:
         try:
-            results = detector.detect([im for _, im in batch])
+            results = detector.detect([im for _, im, _ in batch])
         except Exception as exc:  # one bad batch must not stop the run
-            for path, _ in batch:
+            for path, _, _ in batch:
                 report_error(path, f"detection failed: {type(exc).__name__}: {exc}")
             return
-        for (path, image), dets in zip(batch, results, strict=True):
+        for (path, image, extra), dets in zip(batch, results, strict=True):
             if args.json:
-                out.write(json.dumps({"image": path, "detections": dets.to_list(detector.names)}) + "\n")
+                line = {"image": path, **extra, "detections": dets.to_list(detector.names)}
+                out.write(json.dumps(line) + "\n")
             else:
                 _print_table(out, path, image, dets, detector.names)
         out.flush()
 
-    pending: list[tuple[str, np.ndarray]] = []
-    for path, error in expand_paths(args.paths):
+    def prepare(path: str) -> tuple[np.ndarray, dict[str, object]]:
+        """The detector's input for one image, and what its JSON line adds; ValueError says why there is none."""
+        image = read_image(path)
+        if references is None:
+            return image, {}
+        reference = references.for_image(path)
+        assert reference is not None  # _to_inspect reported images without one
+        try:
+            registrar = references.registrar(reference)
+        except ValueError as exc:
+            raise ValueError(f"reference {reference}: {exc}") from exc
+        result = registrar.register(image)
+        if not result.ok:
+            raise ValueError(f"unregistered ({result.reason}) against {reference}: {result.detail}")
+        registration = {**result.motion.to_dict(), "correlation": round(result.correlation, 4)}
+        return reference_composite(image, result.reference), {"reference": reference, "registration": registration}
+
+    pending: list[tuple[str, np.ndarray, dict[str, object]]] = []
+    for path, error in items:
         if error is None:
             try:
-                pending.append((path, read_image(path)))
+                pending.append((path, *prepare(path)))
             except ValueError as exc:
                 error = str(exc)
         if error is not None:

@@ -25,7 +25,10 @@ feeds it exactly like the fp32 model. Half the file size; its CPU speed depends 
 so measure it (`inspector eval` prints images/s) before choosing it for a CPU line.
 
 Every output keeps Ultralytics' metadata and adds `inspector.precision`, `inspector.source_sha256` (the fp32 file)
-and, for int8, `inspector.calibration`. Ultralytics is imported only when a `.pt` checkpoint has to be exported;
+and, for int8, `inspector.calibration`. A reference model (issue 15: trained on composites of each part with its
+golden reference) gets `inspector.input: reference-diff`, read from its training data.yaml (`inspector_input`, as
+`inspector dataset import-deeppcb --reference` writes it) or given with `--input`; the line and `inspector detect`
+then refuse to run it without a reference. Ultralytics is imported only when a `.pt` checkpoint has to be exported;
 `WEIGHTS` may also be an existing fp32 `.onnx`, to make the int8 / fp16 variants without torch.
 """
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import shutil
 import sys
@@ -47,6 +51,8 @@ import numpy as np
 import yaml
 
 from inspector.detector import sha256_file
+from inspector.detector.metadata import INPUT_METADATA_KEY
+from inspector.reference import INPUT_KINDS, dataset_input_kind
 
 __all__ = [
     "SelfTestFailed",
@@ -61,6 +67,8 @@ __all__ = [
     "sha256_file",
     "to_fp16",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -78,12 +86,17 @@ def copy_metadata(src: Any, dst: Any, extra: dict[str, str] | None = None) -> No
         entry.key, entry.value = key, str(value)
 
 
-def export_fp32(weights: Path, out: Path, imgsz: int | None = None, opset: int | None = None) -> Path:
+def export_fp32(
+    weights: Path, out: Path, imgsz: int | None = None, opset: int | None = None, input_kind: str | None = None
+) -> Path:
     """Export an Ultralytics `.pt` checkpoint to `out` (ONNX fp32, dynamic batch and H/W, imgsz in the metadata).
 
     imgsz: square input size; default the checkpoint's training size. Ultralytics writes its export next to the
     weights, so it works on a copy in a temporary folder and never touches the checkpoint's folder.
+    input_kind: "image" or "reference-diff" (`inspector.input` in the metadata); default: the training data's.
     """
+    if input_kind is not None and input_kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {list(INPUT_KINDS)}, got {input_kind!r}")
     import onnx
 
     from inspector.train import import_ultralytics
@@ -94,15 +107,20 @@ def export_fp32(weights: Path, out: Path, imgsz: int | None = None, opset: int |
         local = Path(tmp) / "model.pt"
         shutil.copyfile(weights, local)
         yolo = ultralytics.YOLO(str(local))
+        train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {}) or {}
         if imgsz is None:
-            imgsz = int((getattr(yolo, "ckpt", None) or {}).get("train_args", {}).get("imgsz", 640))
+            imgsz = int(train_args.get("imgsz", 640))
+        kind = input_kind or _trained_input_kind(train_args.get("data"))
         kwargs: dict[str, Any] = {"format": "onnx", "imgsz": imgsz, "dynamic": True, "simplify": True}
         kwargs.update({"device": "cpu", "batch": 1})  # no `nms` key: the detector reads args.nms=False as NMS-free
         if opset:
             kwargs["opset"] = opset
         exported = Path(yolo.export(**kwargs))
         model = onnx.load(str(exported))
-        copy_metadata(model, model, {"inspector.precision": "fp32", "inspector.source": weights.name})
+        extra = {"inspector.precision": "fp32", "inspector.source": weights.name}
+        if kind != "image":
+            extra[INPUT_METADATA_KEY] = kind
+        copy_metadata(model, model, extra)
         onnx.save(model, str(out))
     return out
 
@@ -313,14 +331,16 @@ def export_variants(
     fp16: bool = False,
     opset: int | None = None,
     selftest_images: Path | None = None,
+    input_kind: str | None = None,
 ) -> list[dict[str, Any]]:
     """Export `weights` (.pt, or an fp32 .onnx) and the requested variants; return one description per file.
 
     Files: `out` (default: the weights' stem + `.onnx` in the current folder; for an .onnx WEIGHTS the file
     itself, not rewritten), `<out stem>-int8.onnx`, `<out stem>-fp16.onnx`, and each one's `.selftest.json`.
     selftest_images: a folder whose first 8 images (sorted by name) are the self-test's reference images, for a
-    product that does not look like the synthetic PCB line (default: synthetic PCB parts). Raises
-    `SelfTestFailed` when a variant does not behave like the fp32 file on this machine.
+    product that does not look like the synthetic PCB line (default: synthetic PCB parts). input_kind: see
+    `export_fp32`; for an .onnx WEIGHTS it must agree with the file's own metadata, which its variants keep.
+    Raises `SelfTestFailed` when a variant does not behave like the fp32 file on this machine.
     """
     weights = Path(weights)
     if not weights.exists():
@@ -336,11 +356,16 @@ def export_variants(
             raise ValueError("--imgsz applies to a .pt checkpoint; an ONNX file keeps its own input size")
         if not (int8 or fp16):
             raise ValueError("an .onnx WEIGHTS is only used to make --int8 / --fp16 variants")
+        if input_kind is not None and input_kind != _onnx_input_kind(weights):
+            raise ValueError(
+                f"--input {input_kind}: {weights} says {INPUT_METADATA_KEY}: {_onnx_input_kind(weights)}; "
+                "its variants keep the file's own input kind (re-export the checkpoint to change it)"
+            )
         out = Path(out) if out else weights
         fp32 = weights
     else:
         out = Path(out) if out else Path(weights.stem + ".onnx")
-        fp32 = export_fp32(weights, out, imgsz, opset)
+        fp32 = export_fp32(weights, out, imgsz, opset, input_kind)
         files.append(fp32)
         timings.append(time.perf_counter() - t0)
     if int8:
@@ -362,6 +387,20 @@ def export_variants(
     if failed:
         raise SelfTestFailed(described, "; ".join(failed))
     return described
+
+
+def _trained_input_kind(data: str | None) -> str:
+    """The input kind of a checkpoint's training data (its data.yaml's `inspector_input`); plain images, with a
+    warning, when that data.yaml is not on this machine."""
+    if data and not Path(data).is_file():
+        log.warning("training data %s not found here: exporting a plain-image model (else pass --input)", data)
+    return (dataset_input_kind(data) if data else None) or "image"
+
+
+def _onnx_input_kind(path: Path) -> str:
+    import onnx
+
+    return _metadata(onnx.load(str(path), load_external_data=False)).get(INPUT_METADATA_KEY, "image")
 
 
 class SelfTestFailed(ValueError):
@@ -411,6 +450,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 model (float32 inputs/outputs)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: Ultralytics' choice)")
     parser.add_argument(
+        "--input",
+        choices=INPUT_KINDS,
+        help="what the model takes: camera images, or reference-diff composites of each part and its golden "
+        "reference (default: the training data.yaml's inspector_input)",
+    )
+    parser.add_argument(
         "--selftest-images",
         type=Path,
         help="folder whose first 8 images are the self-test's reference images (default: synthetic PCB parts)",
@@ -428,6 +473,7 @@ def main(argv: list[str]) -> int:
             fp16=args.fp16,
             opset=args.opset,
             selftest_images=args.selftest_images,
+            input_kind=args.input,
         )
     except SelfTestFailed as exc:
         print("[\n" + ",\n".join(json.dumps(d) for d in exc.described) + "\n]")

@@ -2,7 +2,9 @@
 
 Each worker owns one detector (onnxruntime releases the GIL in `run`, so workers overlap capture, pre- and
 postprocessing and inference). A part that can no longer make its deadline fails safe before it is inspected;
-a failed inspection fails its parts safe with `error`.
+a failed inspection fails its parts safe with `error`. When the recipe has a golden reference, each frame is
+first registered to it (`register_batch`; the `register` stage) and the detector gets the composite of the frame and
+the registered reference; a frame that does not register fails safe with `unregistered`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from inspector.decide import decide
 from inspector.ledger import Ledger, Part, stamp
 from inspector.part_buffer import PartBuffer
 from inspector.protocols import Detector, Recipe
+from inspector.reference import reference_composite
+from inspector.registration import Registrar, Unregistered
 from inspector.stats import Stats
 from inspector.throttled_log import ThrottledLog
 from inspector.types import Detections, Timings, Verdict
 
-__all__ = ["Inference", "detect_batch"]
+__all__ = ["Inference", "detect_batch", "register_batch"]
 
 log = logging.getLogger("inspector.pipeline")  # one logger for the whole line
 
@@ -56,6 +60,16 @@ def detect_batch(
             raise RuntimeError(f"detector returned {len(dets)} results for {len(chunk)} images")
         results += [(d, t_pre, t_inf) for d in dets]
     return results
+
+
+def register_batch(reference: Registrar, images: Sequence[np.ndarray]) -> list[np.ndarray | Unregistered]:
+    """Each image's detector input: the composite of the image and the reference registered to it, or why the
+    image did not register."""
+    out: list[np.ndarray | Unregistered] = []
+    for image in images:
+        result = reference.register(image)
+        out.append(reference_composite(image, result.reference) if result.ok else result)
+    return out
 
 
 class Inference:
@@ -133,10 +147,16 @@ class Inference:
 
     def _inspect(self, index: int, recipe: Recipe, parts: list[Part]) -> None:
         detector = recipe.detectors[index % len(recipe.detectors)]
-        frames = [p.frame for p in parts if p.frame is not None]
         start = time.monotonic_ns()
+        images = [p.frame.image for p in parts if p.frame is not None]
+        t_reg = 0
+        if recipe.reference is not None:
+            parts, images = self._registered(recipe, parts, images)
+            t_reg = time.monotonic_ns()
+            if not parts:
+                return
         try:
-            results = detect_batch(detector, [f.image for f in frames], self.conf, self.iou)
+            results = detect_batch(detector, images, self.conf, self.iou)
         except Exception as exc:
             self._log_every("inspect", 5.0, logging.ERROR, "inspection failed: %r", exc, exc_info=True)
             self._stats.set_alarm("inference", f"inspection failed: {exc!r}")
@@ -149,9 +169,26 @@ class Inference:
             thresholds = recipe.thresholds.get()  # one read per part: never half an update
             verdict = decide(dets, thresholds, names, part.part_id)
             stamp(verdict, part, recipe, self.camera_id, self.config.keep_images)
-            verdict.timings = Timings(part.frame.captured_ns, t_pre, t_inf, time.monotonic_ns())
+            verdict.timings = Timings(part.frame.captured_ns, t_pre, t_inf, time.monotonic_ns(), registered_ns=t_reg)
             if self._ledger.close(part.seq, verdict):
                 self._emit(verdict, part.dequeued_ns)
-        per_part = (time.monotonic_ns() - start) / max(len(parts), 1)
+        self._account(start, len(parts))
+
+    def _registered(
+        self, recipe: Recipe, parts: list[Part], images: list[np.ndarray]
+    ) -> tuple[list[Part], list[np.ndarray]]:
+        """The parts whose frames registered to the recipe's reference, with their composites; the others fail
+        safe (`unregistered`)."""
+        assert recipe.reference is not None
+        kept: list[tuple[Part, np.ndarray]] = []
+        for part, result in zip(parts, register_batch(recipe.reference, images), strict=True):
+            if isinstance(result, Unregistered):
+                self._fail(part, "unregistered", recipe=recipe, why=f"{result.reason}: {result.detail}")
+            else:
+                kept.append((part, result))
+        return [p for p, _ in kept], [c for _, c in kept]
+
+    def _account(self, start: int, n: int) -> None:
+        per_part = (time.monotonic_ns() - start) / max(n, 1)
         # Per-part service time as a worker sees it; a batch of k costs about k parts (EMA, weight 1/8).
         self.service_ns = per_part if self.service_ns == 0 else 0.875 * self.service_ns + 0.125 * per_part

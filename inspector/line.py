@@ -12,13 +12,16 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any, Literal
 
-from inspector.config import LineConfig, ModelConfig
+import cv2
+
+from inspector.config import LineConfig, ModelConfig, ReferenceConfig
 from inspector.pipeline import Pipeline, Recipe, Sink
+from inspector.registration import Limits, Registrar
 from inspector.sources import open_source
 from inspector.thresholds import LineThresholds, ThresholdsHolder
 from inspector.types import FrameSource, Thresholds, Verdict
 
-__all__ = ["JsonlSink", "Line", "build_line", "cpu_cores", "load_recipe", "session_plan"]
+__all__ = ["JsonlSink", "Line", "build_line", "cpu_cores", "load_recipe", "load_reference", "session_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,25 @@ def session_plan(
     return sessions, model.threads or max(1, cores // sessions)
 
 
+def load_reference(name: str, reference: ReferenceConfig) -> Registrar | None:
+    """Recipe `name`'s golden reference, ready to register frames to (None: the recipe has none). Raises
+    `inspector.detector.ModelError` naming the image when it cannot be read or has nothing to register against."""
+    from inspector.detector import ModelError
+
+    if reference.image is None:
+        return None
+    image = cv2.imread(str(reference.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ModelError(f"recipe {name}: reference.image {reference.image}: missing or not an image")
+    limits = Limits(
+        reference.min_correlation, reference.max_shift_px, reference.max_angle_deg, reference.max_scale_change
+    )
+    try:
+        return Registrar(image, model=reference.motion, limits=limits)
+    except ValueError as exc:
+        raise ModelError(f"recipe {name}: reference.image {reference.image}: {exc}") from exc
+
+
 def load_recipe(
     name: str,
     model: ModelConfig,
@@ -55,26 +77,31 @@ def load_recipe(
     mode: Literal["latency", "throughput"],
     max_batch: int = 1,
     sessions: int | None = None,
+    reference: ReferenceConfig | None = None,
 ) -> Recipe:
-    """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds.
+    """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds and
+    its golden reference (`reference.image`, optional).
 
     The first session self-tests the file on this host before any part sees it (`inspector.selftest`); a file
     that fails is replaced by `model.fallback` (self-tested too, and reported as the recipe's alarm), or the load
     fails with `SelfTestError` naming the file, the CPU's instruction sets, onnxruntime and the provider.
+    A reference model without a reference image, or a plain model with one, fails with `ModelError`.
     """
     from inspector.detector import load_detector  # onnxruntime loads here, not at import
     from inspector.selftest import checked_detector
 
+    registrar = load_reference(name, reference or ReferenceConfig())
     planned, threads = session_plan(mode, model)
     count = sessions or planned
     batch = max_batch if mode == "throughput" else 1
     fallback_cfg = model.model_copy(update={"path": model.fallback, "fallback": None}) if model.fallback else None
+    kwargs: dict[str, Any] = {"threads": threads, "max_batch": batch, "reference": registrar is not None}
     first, selftest, alarm = checked_detector(
-        lambda: load_detector(model, threads=threads, max_batch=batch),
-        (lambda: load_detector(fallback_cfg, threads=threads, max_batch=batch)) if fallback_cfg else None,
+        lambda: load_detector(model, **kwargs),
+        (lambda: load_detector(fallback_cfg, **kwargs)) if fallback_cfg else None,
     )
     chosen = fallback_cfg if alarm is not None and fallback_cfg is not None else model
-    detectors = [first] + [load_detector(chosen, threads=threads, max_batch=batch) for _ in range(count - 1)]
+    detectors = [first] + [load_detector(chosen, **kwargs) for _ in range(count - 1)]
     if alarm is not None:
         log.error("recipe %s: %s", name, alarm)
     log.info(
@@ -98,9 +125,12 @@ def load_recipe(
         "provider_fallback": first.providers[0] != first.requested_providers[0],
         "selftest": selftest.to_dict(),
         "fallback": alarm is not None,
+        "input": first.input_kind,
     }
+    if reference is not None and reference.image is not None:
+        report["reference"] = {"image": str(reference.image), "motion": reference.motion}
     holder = thresholds if isinstance(thresholds, ThresholdsHolder) else ThresholdsHolder(thresholds)
-    return Recipe(name, list(detectors), holder, model=report, alarm=alarm)
+    return Recipe(name, list(detectors), holder, model=report, alarm=alarm, reference=registrar)
 
 
 class JsonlSink:
@@ -175,10 +205,11 @@ def build_line(
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
-    Raises `inspector.detector.ModelError` when the model cannot be loaded.
+    Raises `inspector.detector.ModelError` when the model or its reference cannot be loaded, or they do not fit.
     """
     pc = config.pipeline
     models: dict[str, ModelConfig] = {"default": config.model, **{n: r.model for n, r in config.recipes.items()}}
+    references = {"default": config.reference, **{n: r.reference for n, r in config.recipes.items()}}
     gates = {n: r.gate_ms for n, r in config.recipes.items()}
     holders = thresholds or LineThresholds.from_config(config)
     sessions, _ = session_plan(pc.mode, config.model)
@@ -186,12 +217,26 @@ def build_line(
 
     def loader(name: str) -> Recipe:
         # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
-        key = models[name].model_dump_json()
+        key = models[name].model_dump_json() + references[name].model_dump_json()
         if key not in loaded:
-            loaded[key] = load_recipe(name, models[name], holders.holder(name), pc.mode, pc.max_batch, sessions)
-        same_model = loaded[key]
+            loaded[key] = load_recipe(
+                name,
+                models[name],
+                holders.holder(name),
+                pc.mode,
+                pc.max_batch,
+                sessions=sessions,
+                reference=references[name],
+            )
+        same = loaded[key]
         return Recipe(
-            name, same_model.detectors, holders.holder(name), same_model.model, same_model.alarm, gates.get(name)
+            name,
+            same.detectors,
+            holders.holder(name),
+            model=same.model,
+            alarm=same.alarm,
+            reference=same.reference,
+            gate_ms=gates.get(name),
         )
 
     active = loader(config.recipe)

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from inspector.registration import Registrar
 from inspector.thresholds import ThresholdsHolder
 from inspector.types import Detections, Verdict
 
@@ -47,6 +48,8 @@ class Recipe:
 
     model: what the line reports about the model in use (file, precision, execution providers, self-test; see
     `inspector.line.load_recipe`); alarm: set when the recipe runs on its fallback model.
+    reference: the product's golden reference, when it has one (issue 15): each frame is registered to it and the
+    detectors get the composite of the frame and the registered reference (`inspector.reference`).
     gate_ms: this product's capture-to-gate budget (None: the line's `pipeline.gate_ms`); a part gets the budget of
     the recipe active when it is seen.
     """
@@ -56,6 +59,7 @@ class Recipe:
     thresholds: ThresholdsHolder
     model: dict[str, Any] = field(default_factory=dict)
     alarm: str | None = None
+    reference: Registrar | None = None
     gate_ms: float | None = None
 
     @property

@@ -8,7 +8,7 @@ its model compares with one, the part's geometry and the product's gate budget:
     thresholds: deeppcb-v8n-480-int8-synthetic.yaml   # or the rules inline (Thresholds fields)
     classes:                                # in class id order; names must be the model's
       - {name: open, colour: "#e6194b"}
-    reference: null                         # image file, for a reference-diff model
+    reference: null                         # image file (or ReferenceConfig fields), for a reference-diff model
     part: {shape: rectangle, width_mm: 40, height_mm: 40, image_px: [640, 640]}
     gate_ms: 2000                           # none: the line's pipeline.gate_ms
     synthetic: pcb                          # the demo's synthetic line for this product
@@ -40,6 +40,7 @@ from inspector.config import (
     ModelConfig,
     PartGeometry,
     RecipeConfig,
+    ReferenceConfig,
     _issues,
     _read_yaml,
 )
@@ -59,8 +60,8 @@ __all__ = [
     "recipe_card",
 ]
 
-# What a model says about its input in its ONNX metadata (issue 15): a reference model's input is the frame composed
-# with its recipe's golden reference.
+# What a model says about its input in its ONNX metadata (issue 15: `inspector.detector.metadata.read_input_kind`):
+# a reference model's input is the frame composed with its recipe's golden reference.
 INPUT_METADATA_KEY = "inspector.input"
 REFERENCE_DIFF = "reference-diff"
 
@@ -111,7 +112,7 @@ class PackageFile(BaseModel):
     model: _PackageModel
     thresholds: Thresholds = Thresholds()
     classes: list[ClassStyle] | None = None
-    reference: Path | None = None
+    reference: ReferenceConfig = ReferenceConfig()
     part: PartGeometry | None = None
     gate_ms: float | None = Field(None, gt=0)
     synthetic: Literal["pcb", "mooncake"] | None = None
@@ -140,7 +141,13 @@ class PackageFile(BaseModel):
     @field_validator("reference", mode="before")
     @classmethod
     def _reference_file(cls, value: Any, info: ValidationInfo) -> Any:
-        return None if value is None else _find(_folder(info), str(value), "models")
+        if value is None:
+            return {}
+        if isinstance(value, str):  # `reference: golden.png` is short for {image: golden.png}
+            value = {"image": value}
+        if isinstance(value, dict) and isinstance(value.get("image"), str):
+            value = {**value, "image": _find(_folder(info), value["image"], "models")}
+        return value
 
     def recipe(self, folder: Path) -> tuple[str, RecipeConfig]:
         """(recipe name, its `RecipeConfig`)."""
@@ -219,7 +226,7 @@ def model_facts(path: Path) -> tuple[dict[int, str] | None, str]:
     metadata only (an onnxruntime session is made, not warmed up)."""
     import onnxruntime as ort  # not at import: the config module imports this one
 
-    from inspector.detector.metadata import parse_metadata
+    from inspector.detector.metadata import parse_metadata, read_input_kind
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -227,7 +234,7 @@ def model_facts(path: Path) -> tuple[dict[int, str] | None, str]:
     meta = parse_metadata(dict(session.get_modelmeta().custom_metadata_map))
     names = meta.get("names")
     named = {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) and names else None
-    return named, str(meta.get(INPUT_METADATA_KEY, "image"))
+    return named, read_input_kind(path, meta)
 
 
 def check_package(ref: str | Path) -> tuple[str | None, list[ConfigIssue]]:
@@ -268,7 +275,7 @@ def check_package(ref: str | Path) -> tuple[str | None, list[ConfigIssue]]:
                     lines.get(("thresholds",)),
                 )
             )
-    if input_kind == REFERENCE_DIFF and recipe.reference is None:
+    if input_kind == REFERENCE_DIFF and recipe.reference.image is None:
         issues.append(
             ConfigIssue(
                 "reference",
@@ -277,7 +284,7 @@ def check_package(ref: str | Path) -> tuple[str | None, list[ConfigIssue]]:
                 lines.get(("reference",)) or lines.get(("model",)),
             )
         )
-    elif input_kind != REFERENCE_DIFF and recipe.reference is not None:
+    elif input_kind != REFERENCE_DIFF and recipe.reference.image is not None:
         issues.append(
             ConfigIssue(
                 "reference",

@@ -18,14 +18,42 @@ composite is handed to the detector as if it were a BGR frame. The channels are 
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
 import cv2
 import numpy as np
+import yaml
 
-__all__ = ["INPUT_KEY", "REFERENCE_DIFF", "grey", "reference_composite"]
+__all__ = [
+    "INPUT_KEY",
+    "INPUT_KINDS",
+    "REFERENCE_DIFF",
+    "dataset_input_kind",
+    "grey",
+    "paired_template",
+    "reference_composite",
+]
 
 # The data.yaml key (not an Ultralytics one) that says what a dataset's images are, and its value for composites.
 INPUT_KEY = "inspector_input"
 REFERENCE_DIFF = "reference-diff"
+INPUT_KINDS = ("image", REFERENCE_DIFF)  # what a model can take: camera images, or composites (this module)
+
+
+def dataset_input_kind(data: str | Path) -> str | None:
+    """A dataset's `inspector_input` from its data.yaml (or the data.yaml in folder `data`): None for plain camera
+    images, or when there is no data.yaml to read. Raises ValueError for a value other than `INPUT_KINDS`."""
+    path = Path(data)
+    if path.is_dir():
+        path = path / "data.yaml"
+    if path.suffix not in {".yaml", ".yml"} or not path.is_file():
+        return None
+    spec = yaml.safe_load(path.read_text()) or {}
+    kind = spec.get(INPUT_KEY) if isinstance(spec, dict) else None
+    if kind is not None and kind not in INPUT_KINDS:
+        raise ValueError(f"{path}: {INPUT_KEY}: {kind!r} is not one of {list(INPUT_KINDS)}")
+    return kind
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -57,3 +85,16 @@ def reference_composite(frame_bgr: np.ndarray, reference_bgr: np.ndarray) -> np.
             "differ in size: register the reference to the frame first"
         )
     return cv2.merge([frame, reference, cv2.absdiff(frame, reference)])
+
+
+def paired_template(image: str | Path) -> Path | None:
+    """The defect-free template beside a DeepPCB-style test image: `NAME_temp.<ext>` for `NAME_test.<ext>` (the same
+    extension first, then any other file named `NAME_temp.*`); None when `image` is not a `_test` image or has none."""
+    path = Path(image)
+    if not path.stem.endswith("_test"):
+        return None
+    base = path.stem.removesuffix("_test") + "_temp"
+    same = path.with_name(base + path.suffix)
+    if same.is_file():
+        return same
+    return next((p for p in sorted(path.parent.glob(glob.escape(base) + ".*")) if p.is_file()), None)

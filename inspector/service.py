@@ -284,6 +284,10 @@ class EdgeService:
         self._server_thread.start()
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.dashboard_url = f"http://{host}:{port}/"
+        if self.plc is not None:
+            # Announced in the heartbeat for a plant view; a wildcard bind is reached through the host's name.
+            public = socket.gethostname() if config.host in {"0.0.0.0", "::", ""} else host
+            self.plc.dashboard_url = f"http://{public}:{port}/"
 
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the

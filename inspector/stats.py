@@ -19,7 +19,8 @@ from inspector.types import Verdict
 __all__ = ["STAGES", "LatencyWindow", "RateMeter", "Stats"]
 
 # Stage names in `stage_ms`, in pipeline order (see `Stats.record`).
-STAGES = ("wait", "preprocess", "inference", "postprocess", "dispatch")
+# `register` (to the recipe's golden reference) has samples only while a recipe with a reference inspects.
+STAGES = ("wait", "register", "preprocess", "inference", "postprocess", "dispatch")
 
 
 class LatencyWindow:
@@ -120,6 +121,9 @@ class Stats:
             start = dequeued_ns or t.captured_ns
             if dequeued_ns:
                 self.stages["wait"].add((dequeued_ns - t.captured_ns) / 1e6)
+            if t.registered_ns:
+                self.stages["register"].add((t.registered_ns - start) / 1e6)
+                start = t.registered_ns
             if t.preprocessed_ns:
                 self.stages["preprocess"].add((t.preprocessed_ns - start) / 1e6)
             if t.inferred_ns and t.preprocessed_ns:

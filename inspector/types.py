@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "FAILSAFE_REASONS",
     "ClassThresholds",
     "Decision",
     "Detections",
@@ -185,15 +186,22 @@ class Thresholds(BaseModel):
         return self.classes.get(name, self.default)
 
 
+# Reasons of a verdict decided without inspecting the part: missed its deadline, inspection failed, or (with a
+# golden reference) the frame did not register to it. Any of them makes the verdict fail-safe.
+FAILSAFE_REASONS = ("uninspected", "error", "unregistered")
+
+
 @dataclass(slots=True)
 class Timings:
-    """Monotonic timestamps (ns) of one part's way through the pipeline; 0 means "not reached"."""
+    """Monotonic timestamps (ns) of one part's way through the pipeline; 0 means "not reached".
+    registered_ns: the frame registered to its recipe's reference (0: the recipe has none)."""
 
     captured_ns: int = 0
     preprocessed_ns: int = 0
     inferred_ns: int = 0
     decided_ns: int = 0
     published_ns: int = 0
+    registered_ns: int = 0
 
     def latency_ms(self) -> float:
         """Capture to decision, in milliseconds."""
@@ -206,7 +214,8 @@ class Timings:
 class Verdict:
     """The one answer for one part.
 
-    reasons: class names that rejected it, or `uninspected` (deadline missed) / `error` (inspection failed).
+    reasons: class names that rejected it, or `uninspected` (deadline missed) / `error` (inspection failed) /
+    `unregistered` (the frame did not register to the recipe's golden reference): `FAILSAFE_REASONS`.
     detections: everything the model found (after NMS), not only the kept defects; `kept` marks the defects.
     """
 
@@ -231,7 +240,7 @@ class Verdict:
 
     @property
     def failsafe(self) -> bool:
-        return "uninspected" in self.reasons or "error" in self.reasons
+        return any(reason in FAILSAFE_REASONS for reason in self.reasons)
 
     def defects(self, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
         """The kept defects as `[{class, confidence, xyxy}]`."""

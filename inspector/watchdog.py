@@ -87,11 +87,13 @@ class Watchdog:
         return bool(self._last_failsafe_ns) and time.monotonic_ns() - self._last_failsafe_ns > _OVERLOAD_CLEARS_AFTER_NS
 
     def fail(self, part: Part, reason: str, recipe: Recipe | None = None, why: str | None = None) -> None:
-        """Close `part` with a fail-safe verdict (`uninspected` or `error`) unless it was already decided; it is
-        the verdict of `recipe`, else of the part's own (bound at capture), else of the active one."""
+        """Close `part` with a fail-safe verdict (`uninspected`, `error` or `unregistered`) unless it was already
+        decided. Not inspected (`uninspected`, `unregistered`): `failsafe_decision`; failed inspection: `on_error`.
+        It is the verdict of `recipe`, else of the part's own (bound at capture), else of the active one."""
         recipe = recipe or part.recipe or self._active()
         thresholds = recipe.thresholds.get()
-        decision = self.config.failsafe_decision if reason == "uninspected" else thresholds.on_error
+        uninspected = reason in {"uninspected", "unregistered"}
+        decision = self.config.failsafe_decision if uninspected else thresholds.on_error
         verdict = Verdict(part.part_id, Decision(decision), [reason], thresholds_version=thresholds.version)
         stamp(verdict, part, recipe, self.camera_id, self.config.keep_images)
         now = time.monotonic_ns()
@@ -101,4 +103,6 @@ class Watchdog:
                 self._stats.set_alarm("overload", f"parts failing safe: {why}")
                 self._last_failsafe_ns = now
                 self._log_every("failsafe", 5.0, logging.WARNING, "part %s fails safe: %s", part.part_id, why)
+            elif why and reason == "unregistered":  # the part, not the line: no overload alarm
+                self._log_every("unregistered", 5.0, logging.WARNING, "part %s unregistered: %s", part.part_id, why)
             self._emit(verdict, part.dequeued_ns)

@@ -92,7 +92,15 @@ def test_import_deeppcb_reference_writes_composites_with_the_same_split(
     assert cli(["dataset", "import-deeppcb", str(src), str(plain), *split_args]) == 0
     assert cli(["dataset", "import-deeppcb", str(src), str(ref), *split_args, "--reference"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert counts == {"out": str(ref), "train": 3, "val": 1, "boxes": N_PAIRS, "templates": N_PAIRS}
+    assert counts == {
+        "out": str(ref),
+        "train": 3,
+        "val": 1,
+        "boxes": N_PAIRS,
+        "templates": N_PAIRS,
+        "registered": N_PAIRS,
+        "unregistered": 0,
+    }
 
     split_plain = json.loads((plain / "split.json").read_text())
     split_ref = json.loads((ref / "split.json").read_text())
@@ -111,7 +119,10 @@ def test_import_deeppcb_reference_writes_composites_with_the_same_split(
             temp = cv2.imread(str(src / "group90000" / "90000" / f"{stem}_temp.jpg"), cv2.IMREAD_GRAYSCALE)
             image = cv2.imread(str(ref / "images" / split / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
             assert image.shape == (SIZE, SIZE, 3)
-            np.testing.assert_array_equal(image, reference_composite(test, temp))  # lossless
+            np.testing.assert_array_equal(image[:, :, 0], test)  # lossless
+            # The template registered to the test image: these pairs are aligned, so it barely moves.
+            assert np.abs(image[:, :, 1].astype(np.int16) - temp).mean() < 3
+            np.testing.assert_array_equal(image[:, :, 2], cv2.absdiff(image[:, :, 0], image[:, :, 1]))
             # The planted blob shows in the difference channel, inside its labelled box.
             x1, y1, x2, y2, _ = pairs[stem][0]
             assert image[y1:y2, x1:x2, 2].max() > 100
@@ -137,3 +148,51 @@ def test_mix_keeps_the_composite_marker_and_refuses_plain_images(
     capsys.readouterr()
     assert cli(["dataset", "mix", str(tmp_path / "bad"), "--base", str(ref / "data.yaml"), "--add", str(plain)]) == 1
     assert INPUT_KEY in capsys.readouterr().err
+
+
+def test_import_deeppcb_reference_registers_each_template_to_its_test_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DeepPCB's pairs are off by a few pixels and stretched a little: the template is registered to its test image
+    before the composite, so that the difference channel holds the defect and not every edge; a template that
+    cannot be registered (here: a blank one) is used as it is and listed."""
+    size, rng = 160, np.random.default_rng(8)
+    template = np.full((size, size), 255, np.uint8)
+    for _ in range(12):
+        x, y = (int(v) for v in rng.integers(8, size - 8, 2))
+        cv2.circle(template, (x, y), int(rng.integers(3, 8)), 0, -1)
+        cv2.line(template, (x, 0), (x, size - 1), 0, 2) if rng.random() < 0.5 else None
+    warp = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), 0.25, 1.01)  # a turn and a stretch
+    warp[:, 2] += (1.7, -1.2)
+    test = cv2.warpAffine(template, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    box = (100, 20, 116, 36)
+    cv2.rectangle(test, box[:2], box[2:], 128, -1)
+    root = tmp_path / "deeppcb" / "group90000"
+    (root / "90000").mkdir(parents=True)
+    (root / "90000_not").mkdir()
+    index = []
+    for stem, temp in (("90000000", template), ("90000001", np.full((size, size), 255, np.uint8))):
+        cv2.imwrite(str(root / "90000" / f"{stem}_test.png"), test)
+        cv2.imwrite(str(root / "90000" / f"{stem}_temp.jpg"), temp, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        (root / "90000" / f"{stem}_test.jpg").write_bytes((root / "90000" / f"{stem}_test.png").read_bytes())
+        (root / "90000_not" / f"{stem}.txt").write_text(" ".join(map(str, box)) + " 5\n")
+        index.append(f"group90000/90000/{stem}.jpg group90000/90000_not/{stem}.txt")
+    (tmp_path / "deeppcb" / "trainval.txt").write_text("\n".join(index) + "\n")
+    out = tmp_path / "ref"
+    assert cli(["dataset", "import-deeppcb", str(tmp_path / "deeppcb"), str(out), "--reference"]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert counts["registered"] == 1 and counts["unregistered"] == 1
+    report = json.loads((out / "registration.json").read_text())
+    assert report["motion"] == "affine" and list(report["unregistered"]) == ["90000001"]
+    assert "too little texture" in report["unregistered"]["90000001"]
+
+    image = cv2.imread(str(next(out.glob("images/*/90000000.png"))), cv2.IMREAD_UNCHANGED)
+    diff = image[:, :, 2].astype(np.float64)
+    raw = reference_composite(test, template)[:, :, 2].astype(np.float64)
+    outside = np.ones_like(diff, bool)
+    outside[box[1] - 3 : box[3] + 4, box[0] - 3 : box[2] + 4] = False
+    inner = np.zeros_like(outside)
+    inner[10:-10, 10:-10] = True
+    print(f"difference outside the defect: {raw[outside & inner].mean():.2f} raw, {diff[outside & inner].mean():.2f}")
+    assert diff[outside & inner].mean() < 0.25 * raw[outside & inner].mean(), "edges no longer ring"
+    assert np.median(diff[box[1] + 2 : box[3] - 1, box[0] + 2 : box[2] - 1]) > 100, "the defect stays"

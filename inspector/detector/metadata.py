@@ -16,16 +16,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.detector.decode import LAYOUTS
+from inspector.reference import INPUT_KINDS, REFERENCE_DIFF
 
 if TYPE_CHECKING:
     from onnxruntime import NodeArg
 
 __all__ = [
+    "INPUT_METADATA_KEY",
     "InputSpec",
     "ModelError",
+    "check_reference",
     "check_task",
     "parse_metadata",
     "read_input",
+    "read_input_kind",
     "read_layout",
     "read_names",
     "read_precision",
@@ -33,6 +37,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# What the model's images are (`inspector export` writes it; absent: plain camera images). Its one other value is
+# REFERENCE_DIFF, the composite of a frame and its registered golden reference (`inspector.reference`, issue 15).
+INPUT_METADATA_KEY = "inspector.input"
 _OTHER_TASKS = {"segment": "segmentation", "classify": "classification", "pose": "pose", "obb": "oriented-box (obb)"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -236,3 +243,33 @@ def read_layout(path: Path, output: NodeArg, metadata: dict[str, Any], nc: int, 
             return "v5"
         raise ModelError(f"{path}: output shape {shape} is either end-to-end or YOLOv5 with one class; pass layout=")
     return candidates[0]
+
+
+def read_input_kind(path: Path, metadata: dict[str, Any]) -> str:
+    """What the model wants as its image: "image" (a camera frame) or "reference-diff" (the composite of a frame
+    and its registered reference, `inspector.reference`), from the metadata's `inspector.input` (absent: "image")."""
+    kind = str(metadata.get(INPUT_METADATA_KEY, "image"))
+    if kind not in INPUT_KINDS:
+        raise ModelError(
+            f"{path}: metadata {INPUT_METADATA_KEY}={kind!r} is not one of {list(INPUT_KINDS)}; "
+            "this inspector cannot build that input"
+        )
+    return kind
+
+
+def check_reference(path: Path, input_kind: str, reference: bool | None) -> None:
+    """Refuse a model that will not get what it needs: a reference model without a reference image, or a plain
+    model given one. reference: whether the caller will give one (None: the caller builds the inputs itself)."""
+    if reference is None:
+        return
+    if input_kind == REFERENCE_DIFF and not reference:
+        raise ModelError(
+            f"{path} is a reference model ({INPUT_METADATA_KEY}: reference-diff): it compares each part with its "
+            "golden reference and needs one; name the reference image (a recipe's `reference`, or "
+            "`inspector detect --reference IMAGE`, or NAME_test images beside their NAME_temp), or use a plain model"
+        )
+    if input_kind != REFERENCE_DIFF and reference:
+        raise ModelError(
+            f"{path} is a plain model (no {INPUT_METADATA_KEY}: reference-diff in its metadata): it inspects each "
+            "frame alone and cannot use a reference image; drop the reference or use a reference model"
+        )

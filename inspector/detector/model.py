@@ -22,9 +22,11 @@ from inspector.detector.decode import decode
 from inspector.detector.letterbox import PAD_VALUE, letterbox_params, rect_shape, scale_boxes
 from inspector.detector.metadata import (
     ModelError,
+    check_reference,
     check_task,
     parse_metadata,
     read_input,
+    read_input_kind,
     read_layout,
     read_names,
     read_precision,
@@ -93,9 +95,11 @@ class OnnxDetector:
     a `dynamic=True` export does this); otherwise always the full `imgsz`.
     layout: force "v8" / "v5" / "e2e" when the output shape alone is ambiguous (nc = 1 without metadata).
     warmup: run one batch at load so the first real frame does not pay for lazy initialisation.
+    reference: whether the caller will give the model a golden reference (`input_kind` "reference-diff" needs one,
+    a plain model must not get one); None: no check (a tool that builds its inputs itself).
 
     Raises `ModelError` when the file is missing, is not ONNX, is not a detection model, has an input this class
-    cannot feed, or its metadata disagrees with its graph.
+    cannot feed, its metadata disagrees with its graph, or it does not match `reference`.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class OnnxDetector:
         warmup: bool = True,
         rect: bool = False,
         layout: str | None = None,
+        reference: bool | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.exists():
@@ -150,6 +155,10 @@ class OnnxDetector:
         meta_raw = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, Any] = parse_metadata(dict(meta_raw))
         self.task: str = check_task(self.path, self.metadata, self.session.get_outputs())
+        # "image", or "reference-diff": each image must be `inspector.reference.reference_composite` of a frame and
+        # its registered reference, which the caller builds (the detector sees an ordinary 3-channel image).
+        self.input_kind: str = read_input_kind(self.path, self.metadata)
+        check_reference(self.path, self.input_kind, reference)
         spec = read_input(self.path, self.session.get_inputs(), self.metadata, imgsz, stride)
         self.input_name: str = spec.name
         self.input_dtype: np.dtype = spec.dtype
@@ -291,6 +300,7 @@ class OnnxDetector:
             "requested_providers": self.requested_providers,
             "precision": self.precision,
             "input_dtype": str(self.input_dtype),
+            "input_kind": self.input_kind,
         }
 
     def __repr__(self) -> str:

@@ -245,11 +245,16 @@ def heartbeat_payload(
     window: ProcessingWindow,
     status: Callable[[], Mapping[str, Any]] | None,
     link_stats: Callable[[], Mapping[str, Any]],
+    dashboard_url: str | None = None,
+    latency_ms: Mapping[str, Any] | None = None,
+    recipes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The `heartbeat` message (schema `heartbeat.json`).
 
     status: the pipeline's state, `{"ready": bool, "counters": {...}, ...}`; other keys go under `pipeline`, and a
         status callback that raises is reported there as `status_error`. link_stats: the link's `stats()`.
+    dashboard_url, latency_ms, recipes: the optional fields a plant view reads (`inspector fleet`): the line's
+        dashboard, `{"p50", "p99", "n"}` over recent parts, cumulative counts per recipe; left out when None.
     """
     pipeline: dict[str, Any] = {}
     ready = False
@@ -276,6 +281,12 @@ def heartbeat_payload(
     }
     if pipeline:
         payload["pipeline"] = pipeline
+    if dashboard_url:
+        payload["dashboard_url"] = dashboard_url
+    if latency_ms is not None:
+        payload["latency_ms"] = dict(latency_ms)
+    if recipes is not None:
+        payload["recipes"] = {name: dict(counts) for name, counts in recipes.items()}
     return payload
 
 

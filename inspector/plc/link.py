@@ -36,6 +36,7 @@ from inspector.plc.contract import (
     wall_from_monotonic_ns,
 )
 from inspector.plc.queue import Item, Outbox
+from inspector.plc.tally import VerdictTally
 from inspector.redact import redact_obj
 from inspector.types import Verdict
 
@@ -56,6 +57,8 @@ class PlcLink:
     names: class id -> defect class name, for the verdict's `defects`.
     reconnect_min_s / reconnect_max_s: back-off between reconnect attempts (doubling); not yet in MqttConfig.
     flush_timeout_s: how long `stop()` waits for queued messages to be acknowledged.
+    dashboard_url: the line's dashboard, announced in every heartbeat once set (the service sets it when the
+        dashboard is up); None announces none.
     """
 
     name = "plc"
@@ -101,6 +104,8 @@ class PlcLink:
         self._started = False
         self._worker: threading.Thread | None = None
         self._window = ProcessingWindow()
+        self._tally = VerdictTally()
+        self.dashboard_url: str | None = None
         self._started_mono = time.monotonic()
         self._verdicts = 0
         self._event_seq = 0
@@ -206,6 +211,7 @@ class PlcLink:
         items.append(Item("verdict", self.topics.verdict, body, verdict.part_id, None, verdict.timings))
         with self._lock:
             self._verdicts += 1
+            self._tally.add(verdict)
             if latency > 0:
                 self._window.add(latency)
         for item in items:
@@ -309,8 +315,16 @@ class PlcLink:
             window, self._window = self._window, ProcessingWindow()
             self._heartbeat_seq += 1
             seq = self._heartbeat_seq
+            latency, recipes = self._tally.latency_summary(), self._tally.recipes_summary()
         payload = heartbeat_payload(
-            seq=seq, started_mono=self._started_mono, window=window, status=self.status, link_stats=self.stats
+            seq=seq,
+            started_mono=self._started_mono,
+            window=window,
+            status=self.status,
+            link_stats=self.stats,
+            dashboard_url=self.dashboard_url,
+            latency_ms=latency,
+            recipes=recipes,
         )
         self._conn.publish(self.topics.heartbeat, dumps(redact_obj(payload)), qos=0)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.types import Decision, Detections, Verdict
+from inspector.types import FAILSAFE_REASONS, Decision, Detections, Verdict
 
 __all__ = [
     "MAX_INT64",
@@ -66,8 +66,8 @@ class StoredVerdict:
 
     @property
     def failsafe(self) -> bool:
-        """Decided without inspection (deadline missed or error): its detections say nothing about the part."""
-        return "uninspected" in self.reasons or "error" in self.reasons
+        """Decided without inspection (deadline missed, error, unregistered): its detections say nothing."""
+        return any(reason in FAILSAFE_REASONS for reason in self.reasons)
 
     def to_detections(self) -> Detections:
         """The stored detections as a `Detections` (empty when not loaded)."""

@@ -1,0 +1,423 @@
+"""Registration of a frame to its recipe's golden reference (issue 15), and the typed answer it gives.
+
+`Registrar(reference)` is built once per reference: it keeps a two-level pyramid of the reference (grey, lightly
+blurred), its textured pixels (strong gradients, at most `MAX_POINTS` a level), their steepest-descent images and
+the Hessians. `register(frame)` then finds the motion that maps the reference onto the frame with
+inverse-compositional Lucas-Kanade (Baker & Matthews 2004): the reference is the template, so its gradients and
+Hessian never change and one iteration costs one sparse warp of the frame plus a (parameters x points) product.
+Each iteration matches the frame's brightness to the reference's (gain and offset over the textured pixels), so
+lighting drift does not bias the motion.
+
+Motion models: `rigid` (shift and rotation: a part on a fixture or a conveyor, the default), `similarity` (plus a
+uniform scale: camera distance drift) and `affine` (plus a different scale a side and shear: flatbed scans such as
+DeepPCB's, whose test images are stretched against their templates by up to about 1.5 % along one axis).
+
+Starts, tried in turn until one is accepted: no motion, then the shift found by phase correlation on the coarse
+level (large shifts, where Lucas-Kanade alone would fall into a wrong minimum). Each start runs the coarse level
+then the full one, to sub-pixel accuracy (synthetic warps: a few hundredths of a pixel).
+
+Acceptance: the zero-mean normalised correlation between the warped frame and the reference, on every textured
+pixel of the coarse level (both sides of each edge; smooth enough that jagged scanned edges do not count), is at
+least `Limits.min_correlation`, and the motion is within `Limits` (shift, angle, scale). Anything else is an
+`Unregistered` with a reason, never an exception: the line turns it into a fail-safe reject (`unregistered`).
+`Registered.reference` is the reference resampled onto the frame's pixel grid, ready for
+`inspector.reference.reference_composite`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from inspector.reference import grey
+
+__all__ = [
+    "MAX_POINTS",
+    "MOTION_MODELS",
+    "FailureReason",
+    "Limits",
+    "Motion",
+    "MotionModel",
+    "Registered",
+    "Registrar",
+    "Unregistered",
+    "register",
+]
+
+# Textured pixels used on the full and the half level: plenty for sub-pixel accuracy, a bounded cost a frame.
+MAX_POINTS = (20_000, 6_000)
+_BLUR_SIGMA = 1.0  # smooths binarised edges so that the linearisation holds over about a pixel
+_ITERATIONS = (40, 20)  # most iterations on the coarse, then the full level
+_STEP_DONE_PX = 0.005  # an update moving no point by more than this (at full resolution) has converged
+_MIN_TEXTURE = 200  # textured pixels the reference must have on every level
+_DAMPING = 1e-2  # ridge on the Hessian's diagonal, relative to the translation terms (see `_damping`)
+
+MotionModel = Literal["rigid", "similarity", "affine"]
+MOTION_MODELS: tuple[MotionModel, ...] = ("rigid", "similarity", "affine")
+FailureReason = Literal["size", "diverged", "low-correlation", "motion-limit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What an accepted registration may be: correlation floor and the largest motion a part may have.
+
+    max_scale_change bounds |s - 1| for each principal scale s of the motion (1 for a rigid one).
+    """
+
+    min_correlation: float = 0.9
+    max_shift_px: float = 40.0
+    max_angle_deg: float = 5.0
+    max_scale_change: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_correlation <= 1.0:
+            raise ValueError(f"min_correlation must be in [-1, 1], got {self.min_correlation}")
+        if self.max_shift_px <= 0 or self.max_angle_deg <= 0 or self.max_scale_change < 0:
+            raise ValueError("max_shift_px and max_angle_deg must be > 0 and max_scale_change >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """Where the reference sits in the frame: its centre moved by (dx, dy) px, turned by angle_deg (clockwise on
+    the screen: image y points down), scaled by scale (the mean of the principal scales, 1 for a rigid motion).
+    scale_range: the smallest and largest principal scale (differ only for an affine motion)."""
+
+    dx: float
+    dy: float
+    angle_deg: float
+    scale: float = 1.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "dx": round(self.dx, 3),
+            "dy": round(self.dy, 3),
+            "angle_deg": round(self.angle_deg, 4),
+            "scale": round(self.scale, 5),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """An accepted registration.
+
+    warp: 2x3 float64, reference pixel -> frame pixel (`cv2.warpAffine(reference, warp, size)` puts the reference
+    on the frame's grid); reference: that resampled reference, HxW uint8 grey, the frame's size;
+    correlation: the acceptance score; ms: time the registration took.
+    """
+
+    warp: np.ndarray
+    reference: np.ndarray
+    motion: Motion
+    correlation: float
+    ms: float
+    ok: Literal[True] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered:
+    """A frame that could not be put on its reference: reason (a `FailureReason`), what was measured, why."""
+
+    reason: FailureReason
+    detail: str
+    ms: float
+    correlation: float | None = None
+    motion: Motion | None = None
+    ok: Literal[False] = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    warp: np.ndarray  # 3x3, centred coordinates of the full level
+    motion: Motion
+    correlation: float
+    ok: Literal[True] = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """The reference at one pyramid level (coordinates relative to the level's centre pixel)."""
+
+    factor: float  # full-resolution pixels per pixel of this level
+    centre: tuple[float, float]
+    x: np.ndarray  # (n,) float32: the textured points used for tracking
+    y: np.ndarray
+    values: np.ndarray  # (n,) float32, zero mean, unit std
+    sd: np.ndarray  # (k, n) float32: one steepest-descent image a parameter
+    hessian: np.ndarray  # (k, k) float64, damped (see `_damping`)
+    hessian_inv: np.ndarray
+    band: tuple[np.ndarray, np.ndarray, np.ndarray]  # every textured pixel: (x, y, value), for the correlation
+
+
+def _pyramid(image: np.ndarray) -> list[np.ndarray]:
+    """[full, half] float32 blurred greys."""
+    full = cv2.GaussianBlur(image.astype(np.float32), (0, 0), _BLUR_SIGMA)
+    return [full, cv2.pyrDown(full)]
+
+
+def _affine(warp: np.ndarray, x: np.ndarray, y: np.ndarray, shift: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """(x, y) under the 3x3 `warp`'s linear part and translation, plus `shift`: float32 arrays."""
+    (a, b, tx), (c, d, ty) = (float(v) for v in warp[0]), (float(v) for v in warp[1])
+    return a * x + b * y + (tx + shift[0]), c * x + d * y + (ty + shift[1])
+
+
+def _shift(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], float)
+
+
+def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of `image` at the points (x, y), float32 (cv2.remap wants maps under 32767 a side)."""
+    n = len(x)
+    cols = 1024
+    rows = -(-n // cols)
+    mx = np.zeros(rows * cols, np.float32)
+    my = np.zeros(rows * cols, np.float32)
+    mx[:n], my[:n] = x, y
+    out = cv2.remap(image, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR)
+    return out.reshape(-1)[:n]
+
+
+def _inside(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return (x >= 0) & (x <= shape[1] - 1) & (y >= 0) & (y <= shape[0] - 1)
+
+
+def _zncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    # einsum, not `@`: a threaded BLAS dot of one vector is slow when the cores are busy
+    denom = math.sqrt(float(np.einsum("i,i->", a, a)) * float(np.einsum("i,i->", b, b)))
+    return float(np.einsum("i,i->", a, b)) / denom if denom > 0 else 0.0
+
+
+def _jacobian(model: MotionModel, gx: np.ndarray, gy: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Steepest-descent images (k, n): the gradient times the warp's Jacobian at identity, per parameter."""
+    if model == "rigid":  # (tx, ty, angle)
+        columns = [gx, gy, gy * x - gx * y]
+    elif model == "similarity":  # (tx, ty, a, b) of [[1 + a, -b], [b, 1 + a]]
+        columns = [gx, gy, gx * x + gy * y, gy * x - gx * y]
+    else:  # (tx, ty, a, b, c, d) of [[1 + a, b], [c, 1 + d]]
+        columns = [gx, gy, gx * x, gx * y, gy * x, gy * y]
+    return np.stack(columns).astype(np.float32)
+
+
+def _delta(model: MotionModel, p: np.ndarray) -> np.ndarray:
+    """The 3x3 warp of an update `p`."""
+    if model == "rigid":
+        tx, ty, angle = p
+        c, s = math.cos(angle), math.sin(angle)
+        return np.array([[c, -s, tx], [s, c, ty], [0, 0, 1]])
+    if model == "similarity":
+        tx, ty, a, b = p
+        return np.array([[1 + a, -b, tx], [b, 1 + a, ty], [0, 0, 1]])
+    tx, ty, a, b, c, d = p
+    return np.array([[1 + a, b, tx], [c, 1 + d, ty], [0, 0, 1]])
+
+
+def _damping(hessian: np.ndarray, radius: float) -> np.ndarray:
+    """A small ridge on the Hessian's diagonal (Levenberg-Marquardt style), in each parameter's units: a motion
+    the reference cannot show (a part made of parallel stripes cannot show a shift along them) then stays where it
+    started instead of drifting on noise. It slows the steps a little; it does not move the converged answer."""
+    translation = float(hessian[0, 0] + hessian[1, 1]) / 2
+    ridge = np.full(len(hessian), _DAMPING * translation)
+    ridge[2:] *= radius**2  # the other parameters move a point by (parameter x distance from the centre)
+    return ridge
+
+
+def _motion(warp: np.ndarray) -> Motion:
+    linear = warp[:2, :2]
+    low, high = (float(s) for s in sorted(np.linalg.svd(linear, compute_uv=False)))
+    angle = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    return Motion(float(warp[0, 2]), float(warp[1, 2]), angle, (low + high) / 2, (low, high))
+
+
+class Registrar:
+    """Registers frames to one reference image (see the module docstring). Thread-safe: `register` only reads.
+
+    reference: the golden part, BGR or grey uint8. model: the motion model ("rigid", "similarity", "affine").
+    limits: acceptance criteria. Raises ValueError when the reference has too little texture to register
+    anything against, or for an unknown model.
+    """
+
+    def __init__(self, reference: np.ndarray, *, model: MotionModel = "rigid", limits: Limits | None = None) -> None:
+        if model not in MOTION_MODELS:
+            raise ValueError(f"motion model must be one of {MOTION_MODELS}, got {model!r}")
+        self.reference = grey(reference)
+        self.shape: tuple[int, int] = (int(self.reference.shape[0]), int(self.reference.shape[1]))
+        self.model: MotionModel = model
+        self.limits = limits or Limits()
+        pyramid = _pyramid(self.reference)
+        self._levels = [
+            self._level(img, factor, most) for img, factor, most in zip(pyramid, (1.0, 2.0), MAX_POINTS, strict=True)
+        ]
+        self._coarse = pyramid[1]
+        self._window = cv2.createHanningWindow((self._coarse.shape[1], self._coarse.shape[0]), cv2.CV_32F)
+
+    def _level(self, image: np.ndarray, factor: float, most: int) -> _Level:
+        h, w = image.shape
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+        magnitude = np.hypot(gx, gy)
+        magnitude[:2], magnitude[-2:], magnitude[:, :2], magnitude[:, -2:] = 0, 0, 0, 0  # Sobel's border
+        ys, xs = np.nonzero(magnitude > max(0.05 * float(magnitude.max()), 1e-3))
+        if len(xs) < _MIN_TEXTURE:
+            raise ValueError(
+                f"the reference ({self.shape[1]}x{self.shape[0]}) has too little texture to register against "
+                f"({len(xs)} textured pixels at 1/{int(factor)} scale)"
+            )
+        band = (xs.astype(np.float32) - cx, ys.astype(np.float32) - cy, image[ys, xs])
+        if len(xs) > most:  # keep the strongest: they carry most of the information
+            keep = np.argpartition(magnitude[ys, xs], -most)[-most:]
+            ys, xs = ys[keep], xs[keep]
+        x, y = xs.astype(np.float32) - cx, ys.astype(np.float32) - cy
+        values = image[ys, xs]
+        std = float(values.std()) or 1.0
+        sd = _jacobian(self.model, gx[ys, xs] / std, gy[ys, xs] / std, x, y)
+        sd64 = sd.astype(np.float64)
+        hessian = np.einsum("kn,ln->kl", sd64, sd64)
+        hessian += np.diag(_damping(hessian, float(max(np.abs(x).max(), np.abs(y).max()))))
+        return _Level(
+            factor=factor,
+            centre=(cx, cy),
+            x=x,
+            y=y,
+            values=((values - values.mean()) / std).astype(np.float32),
+            sd=sd,
+            hessian=hessian,
+            hessian_inv=np.linalg.inv(hessian),
+            band=band,
+        )
+
+    # ---------------------------------------------------------------------------------------------- register
+    def register(self, frame: np.ndarray) -> Registered | Unregistered:
+        """Register `frame` (BGR or grey uint8, the reference's size) to the reference; see the module docstring."""
+        start = time.perf_counter()
+        image = grey(frame)
+        if image.shape != self.shape:
+            return Unregistered(
+                "size",
+                f"frame {image.shape[1]}x{image.shape[0]} is not the reference's {self.shape[1]}x{self.shape[0]}",
+                _ms(start),
+            )
+        pyramid = _pyramid(image)
+        best = self._from(pyramid, (0.0, 0.0), start)
+        if best.ok:
+            return self._finish(best, start)
+        shift = self._phase_shift(pyramid[1])
+        if shift is not None and math.hypot(*shift) >= 0.5:  # a start the first one did not cover
+            second = self._from(pyramid, shift, start)
+            if second.ok:
+                return self._finish(second, start)
+            if (second.correlation or -1.0) > (best.correlation or -1.0):
+                best = second
+        return Unregistered(best.reason, best.detail, _ms(start), best.correlation, best.motion)
+
+    def _phase_shift(self, coarse: np.ndarray) -> tuple[float, float] | None:
+        """The frame's shift against the reference at the coarse level (phase correlation), None when unsure."""
+        (dx, dy), response = cv2.phaseCorrelate(self._coarse, coarse, self._window)
+        return (dx, dy) if response > 0.02 and np.isfinite([dx, dy]).all() else None
+
+    def _from(
+        self, pyramid: list[np.ndarray], coarse_shift: tuple[float, float], start: float
+    ) -> _Candidate | Unregistered:
+        """Coarse then full level from a shift on the coarse level; the candidate or why it failed."""
+        limits = self.limits
+        coarse = self._track(pyramid[1], self._levels[1], _shift(*coarse_shift), _ITERATIONS[0])
+        if coarse is None:
+            return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
+        coarse[:2, 2] *= 2  # coarse -> full: the same motion in twice the pixels (centred coordinates)
+        correlation = self._correlation(pyramid[1], coarse)
+        warp = None
+        if correlation >= limits.min_correlation:  # else the full level would not save it: skip its cost
+            warp = self._track(pyramid[0], self._levels[0], coarse, _ITERATIONS[1])
+            if warp is None:
+                return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
+            correlation = self._correlation(pyramid[1], warp)
+        motion = _motion(coarse if warp is None else warp)
+        if warp is None or correlation < limits.min_correlation:
+            why = f"correlation {correlation:.3f} < {limits.min_correlation} after registration"
+            return Unregistered("low-correlation", why, _ms(start), correlation, motion)
+        low, high = motion.scale_range
+        if (
+            math.hypot(motion.dx, motion.dy) > limits.max_shift_px
+            or abs(motion.angle_deg) > limits.max_angle_deg
+            or max(abs(low - 1), abs(high - 1)) > limits.max_scale_change + 1e-9
+        ):
+            why = (
+                f"motion {motion.to_dict()} (scales {low:.4f}-{high:.4f}) beyond the limits (shift "
+                f"{limits.max_shift_px} px, angle {limits.max_angle_deg} deg, scale +-{limits.max_scale_change})"
+            )
+            return Unregistered("motion-limit", why, _ms(start), correlation, motion)
+        return _Candidate(warp, motion, correlation)
+
+    def _track(self, frame: np.ndarray, level: _Level, warp: np.ndarray, iterations: int) -> np.ndarray | None:
+        """Inverse-compositional Lucas-Kanade at one level; `warp` (3x3, centred coordinates of this level)
+        is refined and returned, None when it left the frame."""
+        step_done = _STEP_DONE_PX / level.factor
+        radius = float(max(np.abs(level.x).max(), np.abs(level.y).max()))
+        for _ in range(iterations):
+            mx, my = _affine(warp, level.x, level.y, level.centre)
+            inside = _inside(mx, my, frame.shape)
+            n_inside = int(inside.sum())
+            if n_inside < _MIN_TEXTURE:
+                return None
+            sampled = _sample(frame, mx, my)
+            if n_inside == len(inside):
+                values, sd, hessian_inv, target = sampled, level.sd, level.hessian_inv, level.values
+            else:  # points that left the frame drop out: the Hessian of those that stay (few leave)
+                values, sd, target = sampled[inside], level.sd[:, inside], level.values[inside]
+                gone = level.sd[:, ~inside].astype(np.float64)
+                hessian_inv = np.linalg.pinv(level.hessian - gone @ gone.T)
+            std = float(values.std())
+            if std == 0:
+                return None
+            error = (values - values.mean()) / std - target  # gain and offset matched to the reference's
+            dp = hessian_inv @ (sd @ error).astype(np.float64)
+            delta = _delta(self.model, dp)
+            warp = warp @ np.linalg.inv(delta)
+            if not np.isfinite(warp).all():
+                return None
+            moved = math.hypot(dp[0], dp[1]) + float(np.abs(delta[:2, :2] - np.eye(2)).sum()) * radius
+            if moved < step_done:
+                break
+        return warp
+
+    def _correlation(self, coarse: np.ndarray, warp: np.ndarray) -> float:
+        """Zero-mean normalised correlation of the frame and the reference on the coarse level's textured band."""
+        level = self._levels[1]
+        x, y, values = level.band
+        half = warp.copy()
+        half[:2, 2] /= 2
+        mx, my = _affine(half, x, y, level.centre)
+        inside = _inside(mx, my, coarse.shape)
+        sampled = _sample(coarse, mx[inside], my[inside])
+        return _zncc(sampled.astype(np.float64), values[inside].astype(np.float64))
+
+    def _finish(self, candidate: _Candidate, start: float) -> Registered:
+        """The accepted warp in pixel coordinates, and the reference resampled onto the frame's grid."""
+        cx, cy = self._levels[0].centre
+        to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], float)
+        from_centre = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]], float)
+        warp = (from_centre @ candidate.warp @ to_centre)[:2]
+        h, w = self.shape
+        resampled = cv2.warpAffine(
+            self.reference, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return Registered(warp, resampled, candidate.motion, candidate.correlation, _ms(start))
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+def register(
+    frame: np.ndarray, reference: np.ndarray, *, model: MotionModel = "rigid", limits: Limits | None = None
+) -> Registered | Unregistered:
+    """One-off registration of `frame` to `reference` (builds a `Registrar`; keep one per reference instead when
+    registering many frames). Raises ValueError when the reference has too little texture."""
+    return Registrar(reference, model=model, limits=limits).register(frame)
