@@ -352,7 +352,7 @@ function galleryTile(v) {
     picture,
     el("figcaption", {},
       el("span", { class: "reasons" }, ...tags),
-      el("span", { class: "meta", text: `#${v.part_id} · ${v.recipe} v${v.thresholds_version} · ${fmtTime(v.ts)}` })));
+      el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${v.recipe} · ${fmtTime(v.ts)}` })));
 }
 
 async function openViewer(partId) {

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inspector.api.deps import Deps
 from inspector.api.json_strict import strict
-from inspector.api.schemas import E401, E403, E404, E422
+from inspector.api.schemas import E400, E401, E403, E404, E422
 from inspector.api.security import EditorDep, viewer
 
 __all__ = ["ClassOut", "RecipeCard", "RecipeState", "RecipeSwitchRequest", "SwitchOut", "editor_router", "router"]
@@ -82,7 +82,7 @@ def get_recipe(deps: Deps) -> RecipeState:
 
 
 @editor_router.post(
-    "/api/recipe", response_model=SwitchOut, tags=["recipe"], responses={**E401, **E403, **E404, **E422}
+    "/api/recipe", response_model=SwitchOut, tags=["recipe"], responses={**E400, **E401, **E403, **E404, **E422}
 )
 def switch_recipe(
     deps: Deps, session: EditorDep, _: StrictSwitch, body: Annotated[RecipeSwitchRequest, Body()]
