@@ -152,11 +152,20 @@ class Authenticator:
         return sorted(self._users)
 
     def login(self, username: str, password: str) -> Session | None:
-        """A new session for correct credentials, else None. Slow on purpose (PBKDF2): call it off the event loop."""
+        """A new session for correct credentials, else None. Slow on purpose (PBKDF2): call it off the event loop.
+        The dashboard does not call this: it runs `check` on the login guard's hasher and then `open_session`."""
+        return self.open_session(username) if self.check(username, password) else None
+
+    def check(self, username: str, password: str) -> bool:
+        """True for correct credentials. Slow on purpose (PBKDF2, which releases the GIL); an unknown user name
+        costs the same hash, so that timing does not reveal which names exist."""
         user = self._users.get(username)
         ok = verify_password(password, user.password_hash if user else self._dummy_hash)
-        if user is None or not ok:
-            return None
+        return user is not None and ok
+
+    def open_session(self, username: str) -> Session:
+        """A new session for `username`, whose password `check` accepted (KeyError for an unknown name)."""
+        user = self._users[username]
         now = self._clock()
         session = Session(secrets.token_urlsafe(32), username, user.role, now + self._ttl)
         with self._lock:

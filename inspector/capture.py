@@ -2,7 +2,10 @@
 (free-run: one per frame; triggered: the first frame after each trigger) and put them in the buffer.
 
 It never waits on inference: when the buffer is full the oldest waiting part fails safe (unless the buffer was
-told to wait, for a source that is not live)."""
+told to wait, for a source that is not live). A frame's capture time is the source's own (`last_capture_ns`:
+stream clock, sensor or driver time; see docs/cameras.md) where it gives one, else the time it was read, so
+deadlines count from the camera. The camera's state (up, lost with the reason, back) goes to `watch`
+(`inspector.camera_watch`); on a loss the parts still waiting for inspection fail safe (their frames predate it)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.camera_watch import CameraWatch
 from inspector.ledger import Ledger, Part, PendingTriggers
 from inspector.part_buffer import PartBuffer
 from inspector.protocols import Recipe
@@ -79,6 +83,7 @@ class Capture:
             "lost": 0,
             "open_failures": 0,
         }
+        self.watch = CameraWatch(source)
 
     def run(self) -> None:
         """The capture thread."""
@@ -106,6 +111,7 @@ class Capture:
                 self.camera["open_failures"] += 1
                 delay = self._backoff.next_delay()
                 self._stats.set_alarm("camera", f"cannot open camera: {exc}; retrying in {delay:.1f} s")
+                self.watch.lost(f"cannot open: {exc}")
                 self._log_every("open", 10.0, logging.WARNING, "cannot open %s: %s", self.camera["description"], exc)
                 self._stop.wait(delay)
                 continue
@@ -135,15 +141,22 @@ class Capture:
                 self.camera["lost"] += 1
                 self._stats.set_alarm("camera", f"camera lost: {exc}; reopening")
                 log.warning("lost %s: %s", self.camera["description"], exc)
+                self.watch.lost(str(exc))
+                # Parts still waiting have frames from before the loss: fail safe (no `why`: not an overload).
+                for part in self._buffer.drain():
+                    self._fail(part, "uninspected")
                 try:
                     self.source.close()
                 except Exception:
                     log.exception("closing %s failed", self.camera["description"])
                 continue
-            captured_ns = time.monotonic_ns()
+            read_ns = time.monotonic_ns()
             if item is None:
                 log.info("%s ended", self.camera["description"])
                 return
+            self.watch.frame()
+            told = getattr(self.source, "last_capture_ns", None)  # the camera's own capture time, where known
+            captured_ns = told if isinstance(told, int) and 0 < told <= read_ns else read_ns
             self._on_frame(item[0], item[1], captured_ns)
 
     def _on_frame(self, image: np.ndarray, truth: Any, captured_ns: int) -> None:

@@ -36,12 +36,16 @@ __all__ = [
     "ConfigIssue",
     "DashboardConfig",
     "LineConfig",
+    "LoginLimitsConfig",
     "ModelConfig",
     "MqttConfig",
+    "OpcuaConfig",
+    "OpcuaUserConfig",
     "PartGeometry",
     "PipelineConfig",
     "RecipeConfig",
     "ReferenceConfig",
+    "SparkplugConfig",
     "StoreConfig",
     "SyntheticConfig",
     "TlsConfig",
@@ -64,14 +68,34 @@ class SyntheticConfig(_Section):
     size: int = Field(640, ge=64, description="square scan size in pixels")
 
 
+class GenicamConfig(_Section):
+    """A GenICam camera (GigE Vision / USB3 Vision) through Aravis; see docs/cameras.md."""
+
+    trigger: Literal["off", "software", "hardware"] = Field(
+        "off",
+        description="off: free-run (newest frame only); software: one frame per PLC trigger (needs trigger.mode "
+        "'triggered'); hardware: the camera's trigger line makes each frame, one part each (free-run parts)",
+    )
+    trigger_line: str = Field("Line0", min_length=1, description="hardware trigger: the camera's TriggerSource")
+    trigger_activation: str = Field("RisingEdge", min_length=1, description="hardware trigger: TriggerActivation")
+    frame_rate: float | None = Field(None, gt=0, description="free-run: the camera's AcquisitionFrameRate")
+    exposure_us: float | None = Field(None, gt=0, description="ExposureTime in microseconds (None: as set)")
+    gain_db: float | None = Field(None, ge=0, description="Gain in dB (None: as set)")
+    pixel_format: str | None = Field(None, description="e.g. Mono8, BayerRG8, RGB8 (None: as set)")
+    buffers: int = Field(4, ge=2, le=64, description="stream buffers allocated")
+    packet_size: int | None = Field(None, ge=576, le=16384, description="GigE Vision packet size (None: negotiated)")
+    frame_timeout_s: float = Field(1.0, gt=0, description="software trigger: a frame not there in this long is lost")
+
+
 class CameraConfig(_Section):
     id: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]+$", description="camera name, used in MQTT topics")
-    source: Literal["synthetic", "folder", "opencv"] = "synthetic"
+    source: Literal["synthetic", "folder", "opencv", "genicam"] = "synthetic"
     uri: str = Field(
         "",
-        description="folder path; or USB index, RTSP/HTTP URL or video file for opencv. A folder may carry ground "
-        "truth: a truth.json manifest (as `inspector sim folder` writes) or good/ and bad/ (also ok/, "
-        "ng/) subfolders",
+        description="folder path; for opencv a USB index ('0'), a device path (/dev/video0, /dev/v4l/by-id/...), "
+        "an RTSP/HTTP URL or a video file; for genicam the camera's id, serial number or IP address ('' = the "
+        "first one found). A folder may carry ground truth: a truth.json manifest (as `inspector sim folder` "
+        "writes) or good/ and bad/ (also ok/, ng/) subfolders",
     )
     loop: bool = Field(False, description="folder / video file: start again at the end")
     realtime: bool = Field(False, description="video file: pace frames at the file's own fps")
@@ -80,7 +104,11 @@ class CameraConfig(_Section):
     reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts (back-off cap)")
     open_timeout_s: float = Field(5.0, gt=0, description="opencv streams: give up connecting after this long")
     read_timeout_s: float = Field(5.0, gt=0, description="opencv streams: a frame not read in this long is lost")
+    stall_timeout_s: float = Field(
+        2.0, gt=0, description="free-run cameras: no new frame for this long and the camera is declared lost"
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
+    genicam: GenicamConfig = GenicamConfig()
 
     @model_validator(mode="after")
     def _uri_when_needed(self) -> CameraConfig:
@@ -168,6 +196,10 @@ class TlsConfig(_Section):
     insecure: bool = Field(False, description="skip host name checks (commissioning only)")
 
 
+# Sparkplug group, edge node, device and host ids: one MQTT topic level, no wildcards (spec: no '+', '/', '#').
+_SPARKPLUG_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
 class MqttConfig(_Section):
     enabled: bool = True
     url: str | None = Field(
@@ -186,9 +218,86 @@ class MqttConfig(_Section):
     offline_queue: int = Field(10000, ge=1, description="verdicts kept while the broker is away")
 
 
+class SparkplugConfig(_Section):
+    """A Sparkplug B 3.0 edge node beside the plain MQTT contract (docs/plant.md): the line is the edge node, the
+    camera a device. Off by default."""
+
+    enabled: bool = False
+    url: str | None = Field(
+        None,
+        description="broker (mqtt:// or mqtts://); none: the `mqtt` section's broker, with its credentials and TLS",
+    )
+    group_id: str = Field("inspector", pattern=_SPARKPLUG_ID, description="Sparkplug group id (topic level 2)")
+    edge_node_id: str | None = Field(
+        None, pattern=_SPARKPLUG_ID, description="edge node id; none: `mqtt.line` (one inspector process per node)"
+    )
+    primary_host_id: str | None = Field(
+        None,
+        pattern=_SPARKPLUG_ID,
+        description="the SCADA's host id: birth only while `spBv1.0/STATE/<id>` says online; none: birth at once",
+    )
+    min_period_s: float = Field(
+        1.0, ge=0.0, description="report by exception: changed status metrics at most this often (parts: at once)"
+    )
+    keepalive_s: int = Field(5, ge=1, description="MQTT keep-alive; the broker sends NDEATH ~1.5x this after a hang")
+    client_id: str | None = None
+    username: str | None = Field(None, description="with `url` only (otherwise the `mqtt` section's)")
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _credentials_need_url(self) -> SparkplugConfig:
+        if self.url is None and (self.username is not None or self.password is not None or self.tls is not None):
+            raise ValueError("sparkplug.username/password/tls apply to sparkplug.url only; set it or drop them")
+        return self
+
+
 class UserConfig(_Section):
     password_hash: str = Field(description="output of `inspector hash-password` (pbkdf2_sha256)")
     role: Literal["viewer", "editor"] = "viewer"
+
+
+class LoginLimitsConfig(_Section):
+    """Limits on failed dashboard logins (`inspector.api.login_guard`): back-off and lockout per account, a cap per
+    client address, and the one-at-a-time password hasher, so that login traffic never takes the line's CPU."""
+
+    account_failures: int = Field(
+        5, ge=1, description="failed logins of one account within account_window_s that lock it for lockout_s"
+    )
+    account_window_s: float = Field(900.0, gt=0, description="how long an account's failed login is remembered")
+    lockout_s: float = Field(
+        900.0, gt=0, description="how long a locked account stays locked, unless an editor lifts the lock first"
+    )
+    backoff_initial_s: float = Field(
+        1.0,
+        ge=0,
+        description="an account's first failure is free; after the second its next try waits this long, and the "
+        "wait doubles with each further failure (up to backoff_max_s)",
+    )
+    address_failures: int = Field(
+        20, ge=1, description="failed logins from one client address within address_window_s that block it"
+    )
+    address_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="the window of address_failures, and an address's first block; each block within "
+        "backoff_max_s of the last one doubles (up to backoff_max_s)",
+    )
+    backoff_max_s: float = Field(900.0, gt=0, description="longest back-off wait or address block")
+    hash_queue: int = Field(
+        4,
+        ge=0,
+        description="logins waiting for the password hasher, which checks one at a time; more are answered 503 at once",
+    )
+    refusal_delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="hold each refused answer (429, 503) this long, at most its Retry-After, so that a client "
+        "looping on refusals makes about one request a second per connection; 0: answer at once",
+    )
+    max_tracked: int = Field(
+        10000, ge=1, description="accounts and addresses remembered each (bounded memory; the oldest go first)"
+    )
 
 
 class DashboardConfig(_Section):
@@ -202,6 +311,7 @@ class DashboardConfig(_Section):
         "behind a TLS proxy; the page cannot log in over plain HTTP then",
     )
     users: dict[str, UserConfig] = Field(default_factory=dict)
+    logins: LoginLimitsConfig = LoginLimitsConfig()
 
 
 class StoreConfig(_Section):
@@ -247,6 +357,69 @@ class ReferenceConfig(_Section):
     max_scale_change: float = Field(0.05, ge=0, description="largest |scale - 1| (similarity, affine)")
 
 
+class OpcuaUserConfig(_Section):
+    """An OPC UA account: a password (PBKDF2 hash, as `inspector hash-password` makes) or an X.509 user certificate."""
+
+    password_hash: str | None = Field(None, description="output of `inspector hash-password` (pbkdf2_sha256)")
+    certificate: Path | None = Field(None, description="the user's X.509 certificate (DER or PEM) instead")
+    role: Literal["viewer", "operator"] = Field(
+        "viewer", description="viewer: browse, read, subscribe; operator: also call methods (jobs, recipes)"
+    )
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> OpcuaUserConfig:
+        if (self.password_hash is None) == (self.certificate is None):
+            raise ValueError("give exactly one of password_hash and certificate")
+        return self
+
+
+OpcuaSecurity = Literal[
+    "None",
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
+]
+
+
+class OpcuaConfig(_Section):
+    """The OPC UA server (OPC 40100-1 Machine Vision style VisionSystem, docs/plant.md); off by default."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(4840, ge=0, le=65535, description="TCP port (0: any free port)")
+    path: str = Field("", pattern=r"^(/[A-Za-z0-9_.-]+)*$", description="endpoint path, e.g. /inspector")
+    anonymous: Literal["off", "viewer", "operator"] = Field("off", description="what a client without login may do")
+    users: dict[str, OpcuaUserConfig] = Field(default_factory=dict)
+    security: list[OpcuaSecurity] = Field(
+        default_factory=lambda: ["None", "Basic256Sha256_SignAndEncrypt"],
+        min_length=1,
+        description="endpoint security policies; passwords are encrypted with the server certificate even on None",
+    )
+    certificate: Path | None = Field(None, description="server certificate (DER or PEM); none: a self-signed one")
+    private_key: Path | None = Field(None, description="its private key (PEM)")
+    pki_dir: Path = Field(
+        Path("var/opcua"),
+        description="self-signed server certificate, trusted/ client certificates, rejected/ ones to review",
+    )
+    trust_all_clients: bool = Field(
+        False, description="accept any client application certificate (commissioning only); else trusted/ only"
+    )
+    results_kept: int = Field(10, ge=1, le=1000, description="last results under ResultManagement/Results")
+    queue_size: int = Field(1000, ge=1, description="results waiting for the OPC UA thread before the oldest drops")
+    status_period_s: float = Field(0.2, gt=0, description="how often the state machine follows the line")
+
+    @model_validator(mode="after")
+    def _usable(self) -> OpcuaConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("opcua.certificate and opcua.private_key go together: give both or neither")
+        if self.enabled and self.anonymous == "off" and not self.users:
+            raise ValueError("opcua.users is empty and opcua.anonymous is off: no client could log in")
+        return self
+
+
 class RecipeConfig(_Section):
     """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them.
 
@@ -277,8 +450,10 @@ class LineConfig(_Section):
     reference: ReferenceConfig = ReferenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     mqtt: MqttConfig = MqttConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
     dashboard: DashboardConfig = DashboardConfig()
     store: StoreConfig = StoreConfig()
+    opcua: OpcuaConfig = OpcuaConfig()
     recipes: dict[str, RecipeConfig] = Field(
         default_factory=dict,
         description="named products; `model`, `thresholds` and `reference` above are recipe 'default'",
@@ -301,6 +476,15 @@ class LineConfig(_Section):
         return refs
 
     @model_validator(mode="after")
+    def _software_trigger_needs_triggers(self) -> LineConfig:
+        camera = self.camera
+        if camera.source == "genicam" and camera.genicam.trigger == "software" and self.trigger.mode != "triggered":
+            raise ValueError(
+                "camera.genicam.trigger 'software' takes one frame per PLC trigger: set trigger.mode 'triggered'"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _recipe_exists(self) -> LineConfig:
         if self.recipe != "default" and self.recipe not in self.recipes:
             raise ValueError(f"recipe {self.recipe!r} is not defined under recipes or recipe_packages")
@@ -314,12 +498,14 @@ ENV_PREFIX = "INSPECTOR_"
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
     """One thing wrong with a config: the field path (`camera.uri`), the YAML line (1-based) or the environment
-    variable it came from, and what is wrong."""
+    variable it came from, and what is wrong. A warning is reported but does not make the config unusable (a USB
+    camera that is unplugged now: the line retries until it appears, so a start-up check must not refuse it)."""
 
     path: str
     message: str
     line: int | None = None
     env: str | None = None
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else f" (from ${self.env})" if self.env else ""
@@ -486,4 +672,10 @@ def check_files(config: LineConfig) -> list[ConfigIssue]:
     cam = config.camera
     if cam.source == "folder" and not Path(cam.uri).is_dir():
         issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))
+    if cam.source == "opencv" and cam.uri.startswith("/dev/") and not Path(cam.uri).exists():
+        issues.append(
+            ConfigIssue(
+                "camera.uri", f"camera device not found: {cam.uri} (the line retries until it appears)", warning=True
+            )
+        )
     return issues

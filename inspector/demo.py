@@ -148,6 +148,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--product", help="recipe package to start with (recipes/NAME/; default: the --model line)")
     parser.add_argument("--changeover", type=int, metavar="N", help="switch products every N parts (a mixed day)")
     parser.add_argument("--products", help="comma-separated products for --changeover (default: every package)")
+    parser.add_argument(
+        "--opcua-port", type=int, metavar="P", help="serve OPC UA on opc.tcp://127.0.0.1:P (docs/plant.md)"
+    )
+    parser.add_argument("--sparkplug", action="store_true", help="also run the Sparkplug B edge node (docs/plant.md)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--lines",
@@ -205,6 +209,14 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     from inspector.sources import Paced
 
     config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
+    opcua_password = None
+    if args.opcua_port is not None:
+        from inspector.opcua.security import demo_settings
+
+        opcua, opcua_password = demo_settings(args.opcua_port, workdir / "opcua")
+        config = config.model_copy(update={"opcua": opcua})
+    if args.sparkplug:  # the embedded broker carries the Sparkplug namespace too
+        config = config.model_copy(update={"sparkplug": config.sparkplug.model_copy(update={"enabled": True})})
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
     try:
@@ -251,6 +263,11 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
     if service.first_password:
         print(f"inspector demo: log in as 'admin' with password {service.first_password}", file=sys.stderr)
+    if service.opcua is not None:
+        print(
+            f"inspector demo: OPC UA {service.opcua.endpoint}, user 'operator' password {opcua_password}",
+            file=sys.stderr,
+        )
     model = pipeline.model
     print(
         f"inspector demo: {source.description}; model {model['file']} ({model['precision']}, "
@@ -259,6 +276,10 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if service.sparkplug is not None:
+        spb = service.sparkplug.info()
+        node = f"spBv1.0/{spb['group_id']}/+/{spb['edge_node_id']}"
+        print(f"inspector demo: Sparkplug B edge node {node} (device {config.camera.id})", file=sys.stderr)
     live = sys.stderr.isatty()
     try:
         next_print = time.monotonic()

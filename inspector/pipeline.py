@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from inspector.camera_watch import CameraListener
 from inspector.capture import Capture
 from inspector.changeover import Changeover, Switch
 from inspector.config import PipelineConfig, TriggerConfig
@@ -42,10 +43,11 @@ from inspector.ledger import IDLE_POLL_S, Ledger, PendingTriggers
 from inspector.part_buffer import PartBuffer
 from inspector.protocols import Detector, Recipe, Sink
 from inspector.recipe_book import RecipeBook
+from inspector.sources import software_trigger
 from inspector.stats import Stats
 from inspector.thresholds import ThresholdsHolder
 from inspector.throttled_log import ThrottledLog
-from inspector.types import FrameSource
+from inspector.types import FrameSource, SourceError
 from inspector.watchdog import Watchdog
 
 __all__ = ["Detector", "Ledger", "Pipeline", "Recipe", "Sink"]
@@ -226,6 +228,17 @@ class Pipeline:
         overflow = self._pending.add(part)
         if overflow is not None:
             self._watchdog.fail(overflow, "uninspected", why="too many triggers waiting for a frame")
+        self._software_trigger()
+
+    def _software_trigger(self) -> None:
+        """A camera that takes a frame on command (GenICam `TriggerSoftware`) takes one now; a failure leaves the
+        part to fail safe by its deadline (the capture thread sees the lost camera)."""
+        fire = software_trigger(self.source)
+        if fire is not None:
+            try:
+                fire()
+            except SourceError as exc:
+                log.warning("software trigger failed: %s", exc)
 
     def pause(self) -> None:
         """Stop making parts (frames are still read, so the camera stays fresh); parts in flight finish."""
@@ -263,6 +276,14 @@ class Pipeline:
         active = self._recipes.active
         return {"sha256": active.sha256, **active.model}
 
+    def add_camera_listener(self, listener: CameraListener) -> None:
+        """Hear of each camera state change (`inspector.camera_watch`): up, lost with the reason, back."""
+        self._capture.watch.add_listener(listener)
+
+    def camera_state(self) -> dict[str, Any]:
+        """The camera's state, reason and grabber counts (cheap: heartbeats read it)."""
+        return self._capture.watch.snapshot()
+
     def add_sink(self, sink: Sink) -> None:
         """Add a sink (before `start()` for it to see every verdict)."""
         self.sinks.append(sink)
@@ -277,7 +298,7 @@ class Pipeline:
             out["alarms"].append({"name": "model_fallback", "message": active.alarm})
         out.update(
             ledger=self.ledger.snapshot(),
-            camera=dict(self.camera),
+            camera={**self.camera, **self._capture.watch.snapshot()},
             mode=self.mode,
             trigger_mode=self.trigger_config.mode,
             workers=self.n_workers,

@@ -9,9 +9,15 @@ dashboards and alerts keep working:
 - `inspector_latency_ms{quantile}` (capture to decision, recent window), `inspector_stage_ms{stage}` (medians);
 - `inspector_rejects_by_class_total{class}`, `inspector_sink_errors_total{sink}`, `inspector_camera_connected`,
   `inspector_camera_reconnects_total`, `inspector_alarms`, `inspector_ready`;
+- a live camera's grabber (docs/cameras.md): `inspector_camera_frames_grabbed_total`,
+  `inspector_camera_frames_skipped_total` (replaced by a newer frame before the line took them),
+  `inspector_camera_lost_total`;
 - the model: `inspector_model_info{file, sha256, precision, provider, selftest}` (always 1),
   `inspector_model_selftest_passed`, `inspector_model_provider_fallback`;
-- `inspector_up`, `inspector_thresholds_version`, and the store's `inspector_store_*`.
+- `inspector_up`, `inspector_thresholds_version`, and the store's `inspector_store_*`;
+- dashboard logins (`LoginCollector`): `inspector_login_successes_total`, `inspector_login_failures_total`,
+  `inspector_login_refused_total{reason}`, `inspector_login_lockouts_total`, `inspector_login_address_blocks_total`,
+  `inspector_login_locked_accounts`, `inspector_login_blocked_addresses`, `inspector_login_hash_queue_depth`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "LineCollector", "line_registry", "render"]
+__all__ = ["CONTENT_TYPE", "LineCollector", "LoginCollector", "line_registry", "render"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +127,13 @@ class LineCollector(Collector):
             yield self._one("gauge", "inspector_camera_connected", "1 when the camera is open", camera.get("connected"))
             help_ = "camera reopened"
             yield self._one("counter", "inspector_camera_reconnects_total", help_, camera.get("reconnects", 0))
+            for key, help_ in (
+                ("lost", "camera declared lost (stalled, failed or not there)"),
+                ("frames_grabbed", "frames the camera delivered to the grabber"),
+                ("frames_skipped", "frames replaced by a newer one before the line took them"),
+            ):
+                if key in camera:  # kept to the names a stats dict has: old exporters' name sets stay as they were
+                    yield self._one("counter", f"inspector_camera_{key}_total", help_, camera[key])
         if sinks := stats.get("sinks", {}):
             errors = {name: s.get("errors", 0) for name, s in sinks.items()}
             yield self._many(
@@ -148,6 +161,37 @@ class LineCollector(Collector):
         yield self._one("gauge", "inspector_model_selftest_passed", help_, selftest == "passed")
         help_ = "1 when the model runs on another execution provider than the first one asked for (e.g. CUDA -> CPU)"
         yield self._one("gauge", "inspector_model_provider_fallback", help_, bool(model.get("provider_fallback")))
+
+
+class LoginCollector(Collector):
+    """The dashboard's login guard (`LoginGuard.stats()`), read when Prometheus scrapes."""
+
+    _COUNTERS = (
+        ("successes", "inspector_login_successes_total", "dashboard logins with the right password"),
+        ("failures", "inspector_login_failures_total", "dashboard logins with a wrong user name or password"),
+        ("lockouts", "inspector_login_lockouts_total", "accounts locked after too many failed logins"),
+        ("address_blocks", "inspector_login_address_blocks_total", "client addresses blocked for failed logins"),
+    )
+    _GAUGES = (
+        ("locked_accounts", "inspector_login_locked_accounts", "accounts locked now"),
+        ("blocked_addresses", "inspector_login_blocked_addresses", "client addresses blocked now"),
+        ("hash_queue", "inspector_login_hash_queue_depth", "password checks running or waiting"),
+    )
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for key, name, help_ in self._COUNTERS:
+            yield CounterMetricFamily(name, help_, value=float(stats.get(key, 0)))
+        help_ = "dashboard logins answered without checking the password (429: limits, 503: hasher busy), by reason"
+        refused = CounterMetricFamily("inspector_login_refused_total", help_, labels=["reason"])
+        for reason, value in stats.get("refused", {}).items():
+            refused.add_metric([reason], float(value))
+        yield refused
+        for key, name, help_ in self._GAUGES:
+            yield GaugeMetricFamily(name, help_, value=float(stats.get(key, 0)))
 
 
 def line_registry(collector: LineCollector) -> CollectorRegistry:

@@ -95,7 +95,8 @@ class EdgeService:
         name) gets the names of each verdict's recipe. source: overrides the camera config.
     After `start()`: `line`, `store`, `thresholds` (`LineThresholds`), `plc`, `broker` (None unless embedded),
     `dashboard_url` (None when off), `first_password` (the generated dashboard password on a first start with no
-    users, else None).
+    users, else None), `sparkplug` (the Sparkplug B edge node; None unless `sparkplug.enabled`), `opcua` (the OPC UA
+    server; None unless `opcua.enabled`).
     """
 
     def __init__(
@@ -108,6 +109,8 @@ class EdgeService:
         self.store: Any = None
         self.thresholds: LineThresholds | None = None
         self.plc: Any = None
+        self.opcua: Any = None  # inspector.opcua.OpcuaServer when opcua.enabled
+        self.sparkplug: Any = None
         self.broker: Any = None
         self.dashboard_url: str | None = None
         self.first_password: str | None = None
@@ -149,6 +152,13 @@ class EdgeService:
         if config.mqtt.enabled:
             self._start_plc()
             pipeline.add_sink(_RecipeNamed(self.plc, self._names_by_recipe))
+
+        if config.opcua.enabled:
+            self._start_opcua()
+            pipeline.add_sink(_RecipeNamed(self.opcua, self._names_by_recipe))
+        if config.sparkplug.enabled:
+            self._start_sparkplug()
+            pipeline.add_sink(_RecipeNamed(self.sparkplug, self._names_by_recipe))
 
         for sink in self._extra_sinks:
             pipeline.add_sink(_RecipeNamed(sink, self._names_by_recipe) if hasattr(sink, "names") else sink)
@@ -212,16 +222,19 @@ class EdgeService:
 
         def status() -> dict[str, Any]:
             # Cheap: called every heartbeat from the MQTT thread.
+            camera = pipeline.camera_state()
             return {
                 "ready": pipeline.ready(),
-                "counters": pipeline.ledger.snapshot(),
+                "counters": {**pipeline.ledger.snapshot(), "frames_skipped": camera["frames_skipped"]},
                 "paused": pipeline.paused,
                 "recipe": pipeline.recipe,
                 "model": model_brief(pipeline.model),
+                "camera": camera,  # why `ready` is false when the camera is the reason
             }
 
         commands = _Commands(pipeline)
         self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
+        pipeline.add_camera_listener(self.plc.publish_camera)  # camera lost / back: retained topic and events
         self.plc.start()
         assert self.thresholds is not None
         self.thresholds.announce = self.plc.publish_event  # each dashboard edit, once on `events`
@@ -230,6 +243,55 @@ class EdgeService:
         wait_s = 10.0 if self.broker is not None else 3.0
         if not self.plc.wait_connected(wait_s):
             log.warning("MQTT broker %s not reachable yet; starting the line, verdicts queue", self.plc.info()["url"])
+
+    def _start_opcua(self) -> None:
+        from inspector.opcua import OpcuaServer
+        from inspector.opcua.model import pipeline_status
+
+        assert self.line is not None
+        pipeline = self.line.pipeline
+        recipes = ["default", *self.config.recipes]
+        commands = _Commands(pipeline, self._on_recipe)
+        self.opcua = OpcuaServer(
+            self.config.opcua, commands, lambda: pipeline_status(pipeline), recipes, names=pipeline.names
+        )
+        self.opcua.start()
+
+    def _start_sparkplug(self) -> None:
+        """The Sparkplug B edge node (docs/plant.md), on the PLC link's broker unless `sparkplug.url` names one."""
+        from inspector.sparkplug import Device, SparkplugNode
+
+        assert self.line is not None
+        config, spb = self.config, self.config.sparkplug
+        protocol = "5"
+        if spb.url is None:
+            mqtt = self.plc.config if self.plc is not None else config.mqtt
+            if mqtt.url is None:  # no PLC link to share a broker with: start the embedded one here
+                from inspector.plc.broker import EmbeddedBroker
+
+                self.broker = EmbeddedBroker()
+                mqtt = mqtt.model_copy(update={"url": self.broker.start()})
+            spb = spb.model_copy(
+                update={"url": mqtt.url, "username": mqtt.username, "password": mqtt.password, "tls": mqtt.tls}
+            )
+            amqtt = self.broker is not None and self.broker.kind == "amqtt"
+            link_protocol = self.plc.info()["protocol"] if self.plc is not None else mqtt.protocol
+            protocol = "3.1.1" if amqtt or link_protocol == "3.1.1" else "5"
+        pipeline = self.line.pipeline
+        device = Device(config.camera.id, status=self._stats, commands=_Commands(pipeline, self._on_recipe))
+        self.sparkplug = SparkplugNode(
+            spb,
+            [device],
+            edge_node_id=spb.edge_node_id or config.mqtt.line,
+            line=config.mqtt.line,
+            protocol=protocol,
+            names=pipeline.names,
+        )
+        self.sparkplug.start()
+        # Without a primary host the node births at once: wait for it, so that the first part's result is sent.
+        wait = self.sparkplug.wait_connected if spb.primary_host_id else self.sparkplug.wait_born
+        if not wait(10.0 if self.broker is not None else 3.0):
+            log.warning("Sparkplug broker %s not reachable yet; starting the line", self.sparkplug.info()["url"])
 
     def _start_dashboard(self) -> None:
         import uvicorn
@@ -338,6 +400,10 @@ class EdgeService:
                 self._server_thread.join(5)
         if self.plc is not None:
             self.plc.stop()  # a no-op after the line closed it; needed when the line never started
+        if self.opcua is not None:
+            self.opcua.stop()  # likewise
+        if self.sparkplug is not None:
+            self.sparkplug.stop()  # likewise
         if self.store is not None:
             self.store.close()
         if self.broker is not None:

@@ -61,6 +61,9 @@ def test_schema_is_complete(served: Dashboard) -> None:
         "/api/login": {"post"},
         "/api/logout": {"post"},
         "/api/me": {"get"},
+        "/api/login-locks": {"get"},
+        "/api/login-locks/accounts/{username}": {"delete"},
+        "/api/login-locks/addresses/{address}": {"delete"},
         "/metrics": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected

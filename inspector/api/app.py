@@ -20,8 +20,9 @@ from inspector.api.headers import SecurityHeaders
 from inspector.api.json_strict import NonFiniteJsonGuard
 from inspector.api.openapi import finish_schema
 from inspector.api.routes import auth, recipe, status, thresholds, verdicts
+from inspector.api.routes.auth import EDITOR_ROUTES
 from inspector.api.schemas import E401
-from inspector.api.security import authenticator
+from inspector.api.security import authenticator, login_guard
 from inspector.prometheus import LineCollector, line_registry
 
 __all__ = ["WEB_DIR", "create_app", "index"]
@@ -59,6 +60,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.state.deps = deps
     app.state.metrics = line_registry(LineCollector(deps.stats, deps.store.stats, lambda: deps.holder().get().version))
     app.state.auth = auth
+    app.state.login_guard = login_guard(deps, app.state.metrics)
     app.state.started = time.monotonic()
 
     view_errors = E401 if deps.config.login_to_view else {}
@@ -71,12 +73,9 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.add_middleware(NonFiniteJsonGuard)
     docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     app.add_middleware(SecurityHeaders, docs_paths=docs)
-    finish_schema(
-        app,
-        deps.current_names,
-        required={("put", "/api/thresholds"), ("post", "/api/recipe")},
-        all_required=deps.config.login_to_view,
-    )
+    # The session is optional on the other routes.
+    required = {("put", "/api/thresholds"), ("post", "/api/recipe"), *EDITOR_ROUTES}
+    finish_schema(app, deps.current_names, required=required, all_required=deps.config.login_to_view)
     return app
 
 

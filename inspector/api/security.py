@@ -1,5 +1,5 @@
-"""Who is asking: the dashboard's accounts, sessions from a bearer token or the session cookie, and the viewer /
-editor role checks as FastAPI dependencies."""
+"""Who is asking: the dashboard's accounts, sessions from a bearer token or the session cookie, the login guard
+(failed-login limits, the password hasher), and the viewer / editor role checks as FastAPI dependencies."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 
 from inspector.api.deps import AppDeps, Deps
+from inspector.api.login_guard import LoginGuard
 from inspector.auth import Authenticator, Session, bootstrap_users
+from inspector.prometheus import LoginCollector
 
 __all__ = [
     "SESSION_COOKIE",
     "AuthDep",
     "EditorDep",
+    "GuardDep",
     "SessionDep",
     "TokenDep",
     "app_authenticator",
     "authenticator",
     "current_session",
     "editor",
+    "login_guard",
     "viewer",
 ]
 
@@ -41,6 +46,21 @@ def authenticator(deps: AppDeps) -> Authenticator:
             print(f"inspector dashboard: created user 'admin' (editor), password: {password}", file=sys.stderr)
             deps.store.audit_event(user="system", action="user.create", comment="first-start editor account 'admin'")
     return Authenticator(users, session_ttl_s=deps.session_ttl_s)
+
+
+def login_guard(deps: AppDeps, metrics: CollectorRegistry) -> LoginGuard:
+    """The app's login guard, under the config's `logins` limits, auditing in the store and counted in `metrics`."""
+    guard = LoginGuard(deps.config.logins, audit=deps.store.audit_event)
+    metrics.register(LoginCollector(guard.stats))
+    return guard
+
+
+async def app_login_guard(request: Request) -> LoginGuard:
+    """The login guard of the app (made by `login_guard` when the app was built)."""
+    return request.app.state.login_guard
+
+
+GuardDep = Annotated[LoginGuard, Depends(app_login_guard)]
 
 
 def _token(

@@ -7,7 +7,8 @@ Topics live under `<prefix>/<line>/<camera>/`:
                        expiry = the time left until the part reaches the reject gate
     status     QoS 1, retained   `online` birth on connect, `offline` last will and on a clean stop
     heartbeat  QoS 0   every `heartbeat_s`: ready, ledger counters, processing time min/avg/max, link counters
-    events     QoS 1   threshold changes, recipe switches, accepted commands, alarms
+    events     QoS 1   threshold changes, recipe switches, accepted commands, alarms, camera lost / back
+    camera     QoS 1, retained   the camera's state: `up` or `lost`, with the reason
     cmd/trigger, cmd/pause, cmd/resume, cmd/recipe      PLC -> inspector
     cmd/error  QoS 1   the answer to a malformed command
 
@@ -37,6 +38,7 @@ __all__ = [
     "PlcCommands",
     "ProcessingWindow",
     "Topics",
+    "camera_payload",
     "command_error_payload",
     "dumps",
     "event_payload",
@@ -58,7 +60,7 @@ _TOPIC_PART_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of one payload (`verdict`, `reject`, `status`, `heartbeat`, `event`, `cmd_error`,
+    """The JSON Schema of one payload (`verdict`, `reject`, `status`, `heartbeat`, `event`, `camera`, `cmd_error`,
     `cmd_trigger`, `cmd_recipe`, `cmd_pause`, `cmd_resume`) from `inspector/schemas/`."""
     text = resources.files("inspector").joinpath("schemas", f"{name}.json").read_text(encoding="utf-8")
     return dict(json.loads(text))
@@ -101,6 +103,10 @@ class Topics:
     @property
     def events(self) -> str:
         return self.root + "events"
+
+    @property
+    def camera(self) -> str:
+        return self.root + "camera"
 
     @property
     def cmd(self) -> str:
@@ -212,6 +218,21 @@ def event_payload(event: Mapping[str, Any], *, seq: int) -> dict[str, Any]:
     }
     payload.update({k: v for k, v in event.items() if k not in payload})
     return payload
+
+
+def camera_payload(change: Mapping[str, Any], *, camera: str) -> dict[str, Any]:
+    """The retained `camera` message (schema `camera.json`) for one camera state change from the pipeline:
+    `{"state": "up" | "lost" | "back", "reason", "source", "since", "lost"}` ("back" is state `up` again)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "camera": camera,
+        "state": "lost" if change["state"] == "lost" else "up",
+        "reason": str(change.get("reason", "")),
+        "source": str(change.get("source", "")),
+        "since": round(float(change.get("since", time.time())), 3),
+        "ts": round(time.time(), 3),
+        "lost": int(change.get("lost", 0)),
+    }
 
 
 @dataclass(slots=True)

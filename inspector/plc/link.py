@@ -28,6 +28,7 @@ from inspector.plc.contract import (
     PlcCommands,
     ProcessingWindow,
     Topics,
+    camera_payload,
     dumps,
     event_payload,
     heartbeat_payload,
@@ -225,6 +226,15 @@ class PlcLink:
             seq = self._event_seq
         # Redacted: an alarm or event may quote a camera URI or an error message (docs: inspector/redact.py).
         self._conn.submit(Item("event", self.topics.events, dumps(redact_obj(event_payload(event, seq=seq)))))
+
+    def publish_camera(self, change: dict[str, Any]) -> None:
+        """A camera state change from the pipeline (`{"state": "up" | "lost" | "back", "reason", "source", "since",
+        "lost", "down_s"?}`): the retained `camera` topic always, and `events` for a loss or a return."""
+        body = dumps(camera_payload(change, camera=self.camera_id))
+        self._conn.submit(Item("camera", self.topics.camera, body, retain=True))
+        if change["state"] in ("lost", "back"):
+            fields = ("state", "reason", "source", "down_s")
+            self.publish_event({"event": "camera", **{k: change[k] for k in fields if k in change}})
 
     # -- introspection ------------------------------------------------------------------------------------------
 

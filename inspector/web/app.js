@@ -86,6 +86,7 @@ function renderMe() {
   $("th-hint").textContent = me.can_edit ? "" : me.authenticated ? "viewers cannot change them" : "log in as an editor to change them";
   for (const input of document.querySelectorAll("#th-rows input")) input.disabled = !me.can_edit;
   $("recipe-switch").classList.toggle("hidden", !me.can_edit);
+  if (!me.can_edit) $("locks").classList.add("hidden");
   updateApply();
 }
 
@@ -150,6 +151,7 @@ $("login-form").addEventListener("submit", async (event) => {
     $("login-pass").value = "";
     await loadMe();
     if (!state.started) await start();
+    else await loadLocks();
   } catch (error) {
     $("login-error").textContent = error.status === 401 ? "wrong user or password" : error.message;
   } finally {
@@ -569,6 +571,39 @@ async function loadAudit() {
       el("td", {}, el("span", { text: changes }), row.comment ? el("div", { class: "comment", text: row.comment }) : null)));
   }
   if (!page.items.length) body.append(el("tr", {}, el("td", { colspan: 4, class: "muted", text: "No changes yet." })));
+  await loadLocks();
+}
+
+// Editors: accounts and addresses with failed logins (locked or in back-off), each with an Unlock button.
+async function loadLocks() {
+  const box = $("locks");
+  if (!state.me.can_edit) {
+    box.classList.add("hidden");
+    return;
+  }
+  let page;
+  try {
+    page = await api("/api/login-locks");
+  } catch {
+    box.classList.add("hidden"); // e.g. the session ended: the audit itself still shows
+    return;
+  }
+  const body = $("lock-rows");
+  body.replaceChildren();
+  for (const lock of page.items) {
+    const path = `/api/login-locks/${lock.kind === "account" ? "accounts" : "addresses"}/${encodeURIComponent(lock.name)}`;
+    const unlock = async () => {
+      await api(path, { method: "DELETE" });
+      await loadAudit();
+    };
+    const status = `${lock.failures} failed${lock.locked ? `, locked ${Math.ceil(lock.retry_after_s / 60)} min` : ""}`;
+    body.append(el("tr", { "data-testid": "lock-row" },
+      el("td", { class: "nowrap", text: lock.kind }),
+      el("td", { text: lock.name }),
+      el("td", { class: "nowrap", text: status }),
+      el("td", {}, el("button", { type: "button", class: "secondary", "data-testid": "unlock", onclick: unlock, text: "Unlock" }))));
+  }
+  box.classList.toggle("hidden", !page.items.length);
 }
 
 // ------------------------------------------------------------------------------------------- live updates
