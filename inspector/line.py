@@ -175,8 +175,9 @@ def build_line(
     source: FrameSource | None = None,
     thresholds: LineThresholds | None = None,
 ) -> Pipeline:
-    """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
-    return the line's pipeline ready to `start()`. Other recipes load on their first `set_recipe`.
+    """Load the recipes' models, open nothing yet (the pipeline's capture thread opens the camera), and return the
+    line's pipeline ready to `start()`. With `pipeline.preload_recipes` every recipe loads now, else the active one
+    only and the others on their first `set_recipe`. Recipes with the same model settings share its sessions.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
@@ -185,19 +186,33 @@ def build_line(
     pc = config.pipeline
     models: dict[str, ModelConfig] = {"default": config.model, **{n: r.model for n, r in config.recipes.items()}}
     references = {"default": config.reference, **{n: r.reference for n, r in config.recipes.items()}}
+    gates = {n: r.gate_ms for n, r in config.recipes.items()}
     holders = thresholds or LineThresholds.from_config(config)
     sessions, _ = session_plan(pc.mode, config.model)
+    loaded: dict[str, Recipe] = {}  # by model settings: two recipes of one model share its sessions
 
     def loader(name: str) -> Recipe:
         # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
-        return load_recipe(
+        key = models[name].model_dump_json() + references[name].model_dump_json()
+        if key not in loaded:
+            loaded[key] = load_recipe(
+                name,
+                models[name],
+                holders.holder(name),
+                pc.mode,
+                pc.max_batch,
+                sessions=sessions,
+                reference=references[name],
+            )
+        same = loaded[key]
+        return Recipe(
             name,
-            models[name],
+            same.detectors,
             holders.holder(name),
-            pc.mode,
-            pc.max_batch,
-            sessions=sessions,
-            reference=references[name],
+            model=same.model,
+            alarm=same.alarm,
+            reference=same.reference,
+            gate_ms=gates.get(name),
         )
 
     active = loader(config.recipe)

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from inspector.changeover import Switch
 from inspector.config import LineConfig
 from inspector.line import build_line
 from inspector.pipeline import Pipeline, Sink
@@ -103,9 +104,9 @@ class EdgeService:
         # Before the model loads: each recipe starts from its newest thresholds (QA's edits survive a restart).
         self.thresholds = LineThresholds.from_config(config, self.store)
         self.pipeline = pipeline = build_line(config, source=self._source, thresholds=self.thresholds)
-        self.thresholds.floor_alarm(pipeline.recipe, pipeline.names)  # said at start, not only when asked
+        self._note_recipe(pipeline.recipe)  # said at start, not only when asked
+        pipeline.changeover.listeners.append(self._on_switch)  # PLC and dashboard switches alike
         if self.store is not None:
-            self.store.names = dict(pipeline.names)  # until the first verdict brings its recipe's names
             pipeline.add_sink(self.store)
 
         if config.mqtt.enabled:
@@ -138,6 +139,36 @@ class EdgeService:
             config.trigger.mode,
             pipeline.recipe,
         )
+
+    def _note_recipe(self, recipe: str) -> None:
+        """Bookkeeping once `recipe` is active: the store's names (until its first verdict brings them), the floor
+        check."""
+        assert self.pipeline is not None and self.thresholds is not None
+        names = dict(self.pipeline.names)
+        if self.store is not None:
+            self.store.names = names
+        self.thresholds.floor_alarm(recipe, names)
+
+    def _on_switch(self, switch: Switch) -> None:
+        """After each changeover: bookkeeping, then the `recipe_switched` event on MQTT."""
+        self._note_recipe(switch.recipe)
+        if self.plc is not None:
+            self.plc.publish_event(switch.event())
+
+    def _recipe_state(self) -> dict[str, Any]:
+        """The dashboard's `/api/recipe` answer: the active recipe, every recipe of the line, the last switch."""
+        from inspector.recipes import recipe_card
+
+        pipeline = self.pipeline
+        assert pipeline is not None
+        active = pipeline.recipe
+        cards = {
+            name: recipe_card(name, self.config.recipes.get(name), pipeline.class_names(name))
+            for name in pipeline.recipes
+        }
+        history = pipeline.changeover.history
+        last = history[-1].event() if history else None
+        return {"recipe": active, "active": cards[active], "recipes": list(cards.values()), "last_switch": last}
 
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
@@ -252,6 +283,8 @@ class EdgeService:
             stats=self._stats,
             names=lambda: pipeline.names,
             recipe=lambda: pipeline.recipe,
+            recipes=self._recipe_state,
+            switch_recipe=lambda name, source: pipeline.set_recipe(name, source).event(),
             config=config,
             users=users,
             health=health,
