@@ -20,6 +20,7 @@ import numpy as np
 from inspector.camera_watch import CameraWatch
 from inspector.ledger import Ledger, Part, PendingTriggers
 from inspector.part_buffer import PartBuffer
+from inspector.protocols import Recipe
 from inspector.sources import Backoff
 from inspector.stats import Stats
 from inspector.throttled_log import ThrottledLog
@@ -35,7 +36,8 @@ class Capture:
 
     stop: set to stop capturing (the thread sets it too when it ends: no new parts from then on); paused: frames
     are read but make no parts; done: set when the thread has ended. watch: registers a part's deadline; fail:
-    closes a part fail-safe.
+    closes a part fail-safe. active: the active recipe, read once per frame: the part is bound to it (and a
+    free-run part gets its gate budget, `gate_ns(recipe)`), so a changeover lands between two captured parts.
     """
 
     def __init__(
@@ -44,7 +46,8 @@ class Capture:
         *,
         camera_id: str,
         triggered: bool,
-        gate_ns: int | None,
+        active: Callable[[], Recipe],
+        gate_ns: Callable[[Recipe], int | None],
         reconnect: tuple[float, float],
         ledger: Ledger,
         pending: PendingTriggers,
@@ -59,7 +62,8 @@ class Capture:
         self.source = source
         self.camera_id = camera_id
         self.triggered = triggered
-        self.gate_ns = gate_ns
+        self._active = active
+        self._gate_ns = gate_ns
         self._backoff = Backoff(*reconnect)
         self._ledger = ledger
         self._pending = pending
@@ -158,14 +162,16 @@ class Capture:
         if self._paused.is_set() or self._stop.is_set():
             self._ledger.count_frame(dropped=False)
             return
+        recipe = self._active()  # the part is captured under the recipe active now, and decided with it
         if self.triggered:
             part = self._pending.match(captured_ns, self._ledger)
             if part is None:
                 self._ledger.count_frame(dropped=False)
                 return
         else:
-            part = self._ledger.open_part(None, captured_ns, self.gate_ns)  # its id is its seq
+            part = self._ledger.open_part(None, captured_ns, self._gate_ns(recipe))  # its id is its seq
             self._watch(part)
+        part.recipe = recipe
         part.frame = Frame(image, part.part_id, self.camera_id, captured_ns, part.deadline_ns, truth)
         self._enqueue(part)
 

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inspector.redact import redact_text
 from inspector.resources import find_model
@@ -22,6 +31,7 @@ from inspector.types import Decision, Thresholds
 __all__ = [
     "ENV_PREFIX",
     "CameraConfig",
+    "ClassStyle",
     "ConfigError",
     "ConfigIssue",
     "DashboardConfig",
@@ -31,6 +41,7 @@ __all__ = [
     "MqttConfig",
     "OpcuaConfig",
     "OpcuaUserConfig",
+    "PartGeometry",
     "PipelineConfig",
     "RecipeConfig",
     "ReferenceConfig",
@@ -170,6 +181,12 @@ class PipelineConfig(_Section):
         256, ge=1, description="verdicts waiting for the sinks; when full, inference waits (nothing is dropped)"
     )
     keep_images: bool = Field(True, description="pass each frame's image to the sinks on its verdict (the store)")
+    preload_recipes: bool = Field(
+        True,
+        description="load every recipe's model at start, so that a changeover (cmd/recipe, the dashboard) loads "
+        "no model and takes milliseconds; false: a recipe loads on its first switch (seconds, at the cost of memory "
+        "saved)",
+    )
 
 
 class TlsConfig(_Section):
@@ -306,6 +323,22 @@ class StoreConfig(_Section):
     pass_sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept")
 
 
+class ClassStyle(_Section):
+    """How the dashboard shows one defect class of a recipe: its name (as the model's metadata has it) and colour."""
+
+    name: str = Field(min_length=1)
+    colour: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$", description="#rrggbb; none: the palette's")
+
+
+class PartGeometry(_Section):
+    """The part as the camera sees it, for the dashboard and the integrator (the model does not read it)."""
+
+    shape: Literal["rectangle", "round", "square", "other"] = "rectangle"
+    width_mm: float | None = Field(None, gt=0)
+    height_mm: float | None = Field(None, gt=0)
+    image_px: tuple[int, int] | None = Field(None, description="(width, height) of the camera image in pixels")
+
+
 class ReferenceConfig(_Section):
     """A product's golden reference (issue 15): each frame is registered to it before the detector, which gets the
     frame and the registered reference together (`inspector.reference`); a reference model needs one. A part that
@@ -388,11 +421,25 @@ class OpcuaConfig(_Section):
 
 
 class RecipeConfig(_Section):
-    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them."""
+    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them.
+
+    A recipe package (`recipes/<name>/recipe.yaml`, `inspector.recipes`) is one of these on disk, with the rest of
+    what a changeover switches: class names and colours, golden reference, part geometry and gate budget.
+    """
 
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    description: str = ""
+    classes: list[ClassStyle] | None = Field(
+        None, description="class id order: names (must match the model's metadata) and dashboard colours"
+    )
     reference: ReferenceConfig = ReferenceConfig()
+    part: PartGeometry | None = None
+    gate_ms: float | None = Field(None, gt=0, description="this product's gate budget; none: pipeline.gate_ms")
+    synthetic: Literal["pcb", "mooncake"] | None = Field(
+        None, description="the synthetic line that makes this product (the demo's digital twin)"
+    )
+    package: Path | None = Field(None, description="the package folder it was read from (set by the loader)")
 
 
 class LineConfig(_Section):
@@ -411,7 +458,22 @@ class LineConfig(_Section):
         default_factory=dict,
         description="named products; `model`, `thresholds` and `reference` above are recipe 'default'",
     )
+    recipe_packages: list[str] = Field(
+        default_factory=list,
+        description="recipe packages this line may run: a folder holding recipe.yaml, or a package name found as "
+        "recipes/<name>/ on the data search path; each becomes a recipe named by its package",
+    )
     recipe: str = Field("default", description="the recipe active at start")
+
+    @field_validator("recipe_packages")
+    @classmethod
+    def _add_packages(cls, refs: list[str], info: ValidationInfo) -> list[str]:
+        """Each package becomes a recipe (`recipes` is validated before this field, so it is in `info.data`)."""
+        if refs and "recipes" in info.data:
+            from inspector.recipes import add_packages  # reads the package files; imports this module
+
+            add_packages(info.data["recipes"], refs)
+        return refs
 
     @model_validator(mode="after")
     def _software_trigger_needs_triggers(self) -> LineConfig:
@@ -425,7 +487,7 @@ class LineConfig(_Section):
     @model_validator(mode="after")
     def _recipe_exists(self) -> LineConfig:
         if self.recipe != "default" and self.recipe not in self.recipes:
-            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes")
+            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes or recipe_packages")
         return self
 
 

@@ -182,8 +182,8 @@ _LABEL_DIRS = {"good": False, "ok": False, "bad": True, "ng": True}
 
 @dataclass(frozen=True, slots=True)
 class ImageTruth:
-    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.truth.truth_flag`
-    reads `defective`, like the synthetic line's `PartTruth`).
+    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (the verdict record and
+    `inspector.truth.GroundTruth` read `defective`, like the synthetic line's `PartTruth`).
 
     file: the image's path relative to where the truth came from (the manifest's folder, or the source folder).
     defects: the manifest's defect records (`{class_name, xyxy, ...}`) where it lists them, else empty.

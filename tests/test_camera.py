@@ -271,8 +271,13 @@ def test_genicam_config_rules() -> None:
 def test_camera_payloads_match_their_schemas() -> None:
     camera = Draft202012Validator(load_schema("camera"))
     event = Draft202012Validator(load_schema("event"))
-    lost = {"state": "lost", "reason": "no frame for 2.0 s (stalled)", "source": "opencv stream rtsp://h/s",
-            "since": time.time(), "lost": 1}
+    lost = {
+        "state": "lost",
+        "reason": "no frame for 2.0 s (stalled)",
+        "source": "opencv stream rtsp://h/s",
+        "since": time.time(),
+        "lost": 1,
+    }
     back = {**lost, "state": "back", "reason": "back", "down_s": 3.5}
     up = {**lost, "state": "up", "reason": "opened", "lost": 0}
     for change, state in ((lost, "lost"), (back, "up"), (up, "up")):
@@ -295,7 +300,11 @@ def test_probe_camera_reports_resolution_rate_and_age_or_names_the_missing_devic
     cmd = [sys.executable, "-m", "inspector", "probe-camera"]
     run = subprocess.run(
         [*cmd, str(video), "--realtime", "--seconds", "1", "--warmup", "0.2", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
     )
     result = json.loads(run.stdout)
     assert (result["width"], result["height"], result["channels"]) == (64, 48, 3)

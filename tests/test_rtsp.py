@@ -169,9 +169,7 @@ def test_rtsp_stream_newest_frame_honest_age_and_loss(server: RtspServer, yolov8
     assert t_lost - t_kill < 3.0, f"camera lost published {t_lost - t_kill:.1f} s after the kill"
     assert events[0]["state"] == "lost" and server.url in events[0]["reason"], events[0]
     stale = [
-        (n, d - t_lost)
-        for v, n, d in frames.inspected()
-        if d > t_lost and frame_time(n, server.epoch, FPS) < t_kill
+        (n, d - t_lost) for v, n, d in frames.inspected() if d > t_lost and frame_time(n, server.epoch, FPS) < t_kill
     ]
     assert not stale, f"verdicts from frames older than the loss, given after it: {stale}"
     assert rows_at_loss <= len(frames.rows)
