@@ -26,6 +26,7 @@ from typing import Any
 from inspector.changeover import Switch
 from inspector.config import LineConfig
 from inspector.line import build_line
+from inspector.part_ids import PartIds, clock_ids
 from inspector.pipeline import Pipeline, Sink
 from inspector.thresholds import FLOOR_ALARM, LineThresholds
 from inspector.types import FrameSource
@@ -69,6 +70,7 @@ class EdgeService:
         self._source = source
         self.pipeline: Pipeline | None = None
         self.store: Any = None
+        self.ids: PartIds | None = None
         self.thresholds: LineThresholds | None = None
         self.plc: Any = None
         self.opcua: Any = None  # inspector.opcua.OpcuaServer when opcua.enabled
@@ -103,7 +105,11 @@ class EdgeService:
             self.store = Store(config.store, {})
         # Before the model loads: each recipe starts from its newest thresholds (QA's edits survive a restart).
         self.thresholds = LineThresholds.from_config(config, self.store)
-        self.pipeline = pipeline = build_line(config, source=self._source, thresholds=self.thresholds)
+        # Part numbers never reused by this line and camera across restarts: the store keeps the high-water mark;
+        # without a store they start at the start time in ms (inspector/part_ids.py, docs/mqtt.md).
+        line_name = config.mqtt.line
+        self.ids = self.store.part_ids(line_name, config.camera.id) if self.store is not None else clock_ids()
+        self.pipeline = pipeline = build_line(config, source=self._source, thresholds=self.thresholds, ids=self.ids)
         self._note_recipe(pipeline.recipe)  # said at start, not only when asked
         pipeline.changeover.listeners.append(self._on_switch)  # PLC and dashboard switches alike
         if self.store is not None:
@@ -365,6 +371,8 @@ class EdgeService:
             self.opcua.stop()  # likewise
         if self.sparkplug is not None:
             self.sparkplug.stop()  # likewise
+        if self.ids is not None:
+            self.ids.close()  # after every sink: no part is numbered any more
         if self.store is not None:
             self.store.close()
         if self.broker is not None:
