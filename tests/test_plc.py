@@ -462,12 +462,24 @@ def test_events_are_published(broker: EmbeddedBroker, recorder: Recorder) -> Non
     link = start_link(broker.url)
     try:
         link.publish_event({"event": "thresholds", "version": 4, "by": "qa"})
-        link.publish_event({"event": "recipe_switched", "recipe": "boardB", "first_part_id": 120})
+        link.publish_event(
+            {
+                "event": "recipe_switched",
+                "recipe": "boardB",
+                "previous_recipe": "boardA",
+                "model_sha256": "b" * 64,
+                "previous_model_sha256": "a" * 64,
+                "thresholds_version": 3,
+                "switch_ms": 0.012,
+                "model_loaded": False,
+                "source": "plc",
+            }
+        )
         events = recorder.wait_count("events", 2)
     finally:
         link.stop()
     assert [e["seq"] for e in events] == [1, 2]
-    assert events[0]["version"] == 4 and events[1]["first_part_id"] == 120
+    assert events[0]["version"] == 4 and events[1]["previous_recipe"] == "boardA"
     for e in events:
         assert_valid("event", e)
 
