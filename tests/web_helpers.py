@@ -120,6 +120,7 @@ class FakeLine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.part_id = 0
+        self.run = 1  # the start of the inspector its verdicts carry
 
     def step(self) -> Verdict:
         """Make, decide and dispatch one part."""
@@ -139,6 +140,7 @@ class FakeLine:
             self.ledger["seen"] += 1
         verdict = decide(detections, self.holder.get(), self.names, part_id)
         verdict.seq = part_id
+        verdict.run = self.run
         verdict.model_sha256 = "0" * 64
         verdict.image = image
         verdict.timings = Timings(captured_ns=captured, decided_ns=time.monotonic_ns())
@@ -163,7 +165,7 @@ class FakeLine:
         """The pipeline-shaped stats dict."""
         with self._lock:
             ledger = dict(self.ledger)
-        return {"ledger": ledger, **self.stats_meter.snapshot()}
+        return {"ledger": ledger, "run": self.run, **self.stats_meter.snapshot()}
 
     def start(self) -> FakeLine:
         self._stop.clear()
