@@ -29,8 +29,7 @@ from typing import TextIO
 import numpy as np
 
 from inspector.detector import PROVIDERS, OnnxDetector
-from inspector.reference_inputs import plan_references, read_image, to_inspect
-from inspector.registration import MOTION_MODELS
+from inspector.reference_inputs import add_reference_arguments, plan_references, read_image, to_inspect
 from inspector.types import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "main", "read_image"]
@@ -90,18 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--batch", type=int, default=1, help="images per inference run (capped by the model)")
-    ap.add_argument(
-        "--reference",
-        metavar="IMAGE",
-        help="reference models: the defect-free reference of every image (default: each NAME_test image's NAME_temp)",
-    )
-    ap.add_argument(
-        "--motion",
-        choices=MOTION_MODELS,
-        default="affine",
-        help="reference models: how an image may move against its reference (default affine: scans such as "
-        "DeepPCB's are stretched a little along one axis; parts on a fixture are rigid)",
-    )
+    add_reference_arguments(ap)
     ap.add_argument(
         "--rect",
         action="store_true",

@@ -16,21 +16,22 @@ as the line does (`inspector.detector.metadata.check_reference`).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspector.detector.metadata import ModelError, check_reference
 from inspector.reference import INPUT_KEY, REFERENCE_DIFF, paired_template, reference_composite
-from inspector.registration import MotionModel, Registered, Registrar, Unregistered
+from inspector.registration import MOTION_MODELS, MotionModel, Registered, Registrar, Unregistered
 
 __all__ = [
     "NO_REFERENCE",
     "NotRegistered",
     "PairedRegistrar",
     "References",
+    "add_reference_arguments",
     "is_pair_reference",
     "plan_references",
     "read_image",
@@ -38,6 +39,22 @@ __all__ = [
 ]
 
 NO_REFERENCE = "no reference: a reference model needs --reference IMAGE, or NAME_test.* beside its NAME_temp.*"
+
+
+def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tools' `--reference IMAGE` and `--motion` options (`args.reference`, `args.motion`)."""
+    parser.add_argument(
+        "--reference",
+        metavar="IMAGE",
+        help="reference models: the defect-free reference of every image (default: each NAME_test image's NAME_temp)",
+    )
+    parser.add_argument(
+        "--motion",
+        choices=MOTION_MODELS,
+        default="affine",
+        help="reference models: how an image may move against its reference (default affine: scans such as "
+        "DeepPCB's are stretched a little along one axis; parts on a fixture are rigid)",
+    )
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -74,6 +91,17 @@ class References:
             return self.shared
         template = paired_template(path)
         return str(template) if template is not None else None
+
+    def reference_of(self, path: str | Path, *, own: bool = False) -> str:
+        """`for_image`, or ValueError `NO_REFERENCE` when there is none. own: a `NAME_temp` image without a
+        reference is its own (a defect-free part against its golden reference: the zero-difference composite that
+        `inspector dataset import-deeppcb --reference` writes for templates)."""
+        reference = self.for_image(path)
+        if reference is None and own and Path(path).stem.endswith("_temp"):
+            reference = str(path)
+        if reference is None:
+            raise ValueError(f"{path}: {NO_REFERENCE}")
+        return reference
 
     def registrar(self, reference: str) -> Registrar:
         """Raises ValueError when the reference cannot be read or has no texture to register against."""
@@ -131,6 +159,8 @@ def plan_references(
     images are reference-diff composites already (the dataset's `inspector_input`). Raises `ModelError` when the
     model and its inputs do not fit, ValueError when the shared reference cannot be registered against.
     """
+    from inspector.detector.metadata import ModelError, check_reference  # onnxruntime: not at import (`--help`)
+
     if composites:
         if input_kind != REFERENCE_DIFF:
             raise ModelError(
