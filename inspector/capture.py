@@ -2,7 +2,10 @@
 (free-run: one per frame; triggered: the first frame after each trigger) and put them in the buffer.
 
 It never waits on inference: when the buffer is full the oldest waiting part fails safe (unless the buffer was
-told to wait, for a source that is not live)."""
+told to wait, for a source that is not live). A frame's capture time is the source's own (`last_capture_ns`:
+stream clock, sensor or driver time; see docs/cameras.md) where it gives one, else the time it was read, so
+deadlines count from the camera. The camera's state (up, lost with the reason, back) goes to `watch`
+(`inspector.camera_watch`); on a loss the parts still waiting for inspection fail safe (their frames predate it)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from inspector.camera_watch import CameraWatch
 from inspector.ledger import Ledger, Part, PendingTriggers
 from inspector.part_buffer import PartBuffer
+from inspector.protocols import Recipe
 from inspector.sources import Backoff
 from inspector.stats import Stats
 from inspector.throttled_log import ThrottledLog
@@ -31,7 +36,8 @@ class Capture:
 
     stop: set to stop capturing (the thread sets it too when it ends: no new parts from then on); paused: frames
     are read but make no parts; done: set when the thread has ended. watch: registers a part's deadline; fail:
-    closes a part fail-safe.
+    closes a part fail-safe. active: the active recipe, read once per frame: the part is bound to it (and a
+    free-run part gets its gate budget, `gate_ns(recipe)`), so a changeover lands between two captured parts.
     """
 
     def __init__(
@@ -40,7 +46,8 @@ class Capture:
         *,
         camera_id: str,
         triggered: bool,
-        gate_ns: int | None,
+        active: Callable[[], Recipe],
+        gate_ns: Callable[[Recipe], int | None],
         reconnect: tuple[float, float],
         ledger: Ledger,
         pending: PendingTriggers,
@@ -55,7 +62,8 @@ class Capture:
         self.source = source
         self.camera_id = camera_id
         self.triggered = triggered
-        self.gate_ns = gate_ns
+        self._active = active
+        self._gate_ns = gate_ns
         self._backoff = Backoff(*reconnect)
         self._ledger = ledger
         self._pending = pending
@@ -75,6 +83,7 @@ class Capture:
             "lost": 0,
             "open_failures": 0,
         }
+        self.watch = CameraWatch(source)
 
     def run(self) -> None:
         """The capture thread."""
@@ -102,6 +111,7 @@ class Capture:
                 self.camera["open_failures"] += 1
                 delay = self._backoff.next_delay()
                 self._stats.set_alarm("camera", f"cannot open camera: {exc}; retrying in {delay:.1f} s")
+                self.watch.lost(f"cannot open: {exc}")
                 self._log_every("open", 10.0, logging.WARNING, "cannot open %s: %s", self.camera["description"], exc)
                 self._stop.wait(delay)
                 continue
@@ -131,21 +141,29 @@ class Capture:
                 self.camera["lost"] += 1
                 self._stats.set_alarm("camera", f"camera lost: {exc}; reopening")
                 log.warning("lost %s: %s", self.camera["description"], exc)
+                self.watch.lost(str(exc))
+                # Parts still waiting have frames from before the loss: fail safe (no `why`: not an overload).
+                for part in self._buffer.drain():
+                    self._fail(part, "uninspected")
                 try:
                     self.source.close()
                 except Exception:
                     log.exception("closing %s failed", self.camera["description"])
                 continue
-            captured_ns = time.monotonic_ns()
+            read_ns = time.monotonic_ns()
             if item is None:
                 log.info("%s ended", self.camera["description"])
                 return
+            self.watch.frame()
+            told = getattr(self.source, "last_capture_ns", None)  # the camera's own capture time, where known
+            captured_ns = told if isinstance(told, int) and 0 < told <= read_ns else read_ns
             self._on_frame(item[0], item[1], captured_ns)
 
     def _on_frame(self, image: np.ndarray, truth: Any, captured_ns: int) -> None:
         if self._paused.is_set() or self._stop.is_set():
             self._ledger.count_frame(dropped=False)
             return
+        recipe = self._active()  # the part is captured under the recipe active now, and decided with it
         if self.triggered:
             part = self._pending.match(captured_ns, self._ledger)
             if part is None:
@@ -153,8 +171,9 @@ class Capture:
                 return
         else:
             self._free_run_id += 1
-            part = self._ledger.open_part(self._free_run_id, captured_ns, self.gate_ns)
+            part = self._ledger.open_part(self._free_run_id, captured_ns, self._gate_ns(recipe))
             self._watch(part)
+        part.recipe = recipe
         part.frame = Frame(image, part.part_id, self.camera_id, captured_ns, part.deadline_ns, truth)
         self._enqueue(part)
 

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("inspector.detect_cli", "run the detector on images or folders and print the boxes"),
     "bench": ("inspector.bench_cli", "measure the pipeline's throughput and latency on a folder or video"),
     "check-config": ("inspector.config_cli", "validate a line config file and say what is wrong"),
+    "recipe": ("inspector.recipes", "recipe packages: `recipe check DIR` validates one, `recipe list`"),
+    "probe-camera": ("inspector.probe_cli", "check a camera: resolution, measured fps and frame age"),
     "dataset": ("inspector.dataset", "dataset tools: import-deeppcb SRC OUT"),
     "train": ("inspector.train", "train a detector from a model yaml (needs the 'train' extra)"),
     "export": (

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inspector.redact import redact_text
 from inspector.resources import find_model
@@ -22,6 +31,7 @@ from inspector.types import Decision, Thresholds
 __all__ = [
     "ENV_PREFIX",
     "CameraConfig",
+    "ClassStyle",
     "ConfigError",
     "ConfigIssue",
     "DashboardConfig",
@@ -31,6 +41,7 @@ __all__ = [
     "MqttConfig",
     "OpcuaConfig",
     "OpcuaUserConfig",
+    "PartGeometry",
     "PipelineConfig",
     "RecipeConfig",
     "ReferenceConfig",
@@ -64,14 +75,34 @@ class SyntheticConfig(_Section):
     jitter: bool = Field(False, description="place each part with realistic jitter: shift, small rotation, light drift")
 
 
+class GenicamConfig(_Section):
+    """A GenICam camera (GigE Vision / USB3 Vision) through Aravis; see docs/cameras.md."""
+
+    trigger: Literal["off", "software", "hardware"] = Field(
+        "off",
+        description="off: free-run (newest frame only); software: one frame per PLC trigger (needs trigger.mode "
+        "'triggered'); hardware: the camera's trigger line makes each frame, one part each (free-run parts)",
+    )
+    trigger_line: str = Field("Line0", min_length=1, description="hardware trigger: the camera's TriggerSource")
+    trigger_activation: str = Field("RisingEdge", min_length=1, description="hardware trigger: TriggerActivation")
+    frame_rate: float | None = Field(None, gt=0, description="free-run: the camera's AcquisitionFrameRate")
+    exposure_us: float | None = Field(None, gt=0, description="ExposureTime in microseconds (None: as set)")
+    gain_db: float | None = Field(None, ge=0, description="Gain in dB (None: as set)")
+    pixel_format: str | None = Field(None, description="e.g. Mono8, BayerRG8, RGB8 (None: as set)")
+    buffers: int = Field(4, ge=2, le=64, description="stream buffers allocated")
+    packet_size: int | None = Field(None, ge=576, le=16384, description="GigE Vision packet size (None: negotiated)")
+    frame_timeout_s: float = Field(1.0, gt=0, description="software trigger: a frame not there in this long is lost")
+
+
 class CameraConfig(_Section):
     id: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]+$", description="camera name, used in MQTT topics")
-    source: Literal["synthetic", "folder", "opencv"] = "synthetic"
+    source: Literal["synthetic", "folder", "opencv", "genicam"] = "synthetic"
     uri: str = Field(
         "",
-        description="folder path; or USB index, RTSP/HTTP URL or video file for opencv. A folder may carry ground "
-        "truth: a truth.json manifest (as `inspector sim folder` writes) or good/ and bad/ (also ok/, "
-        "ng/) subfolders",
+        description="folder path; for opencv a USB index ('0'), a device path (/dev/video0, /dev/v4l/by-id/...), "
+        "an RTSP/HTTP URL or a video file; for genicam the camera's id, serial number or IP address ('' = the "
+        "first one found). A folder may carry ground truth: a truth.json manifest (as `inspector sim folder` "
+        "writes) or good/ and bad/ (also ok/, ng/) subfolders",
     )
     loop: bool = Field(False, description="folder / video file: start again at the end")
     realtime: bool = Field(False, description="video file: pace frames at the file's own fps")
@@ -80,7 +111,11 @@ class CameraConfig(_Section):
     reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts (back-off cap)")
     open_timeout_s: float = Field(5.0, gt=0, description="opencv streams: give up connecting after this long")
     read_timeout_s: float = Field(5.0, gt=0, description="opencv streams: a frame not read in this long is lost")
+    stall_timeout_s: float = Field(
+        2.0, gt=0, description="free-run cameras: no new frame for this long and the camera is declared lost"
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
+    genicam: GenicamConfig = GenicamConfig()
 
     @model_validator(mode="after")
     def _uri_when_needed(self) -> CameraConfig:
@@ -153,6 +188,12 @@ class PipelineConfig(_Section):
         256, ge=1, description="verdicts waiting for the sinks; when full, inference waits (nothing is dropped)"
     )
     keep_images: bool = Field(True, description="pass each frame's image to the sinks on its verdict (the store)")
+    preload_recipes: bool = Field(
+        True,
+        description="load every recipe's model at start, so that a changeover (cmd/recipe, the dashboard) loads "
+        "no model and takes milliseconds; false: a recipe loads on its first switch (seconds, at the cost of memory "
+        "saved)",
+    )
 
 
 class TlsConfig(_Section):
@@ -289,6 +330,22 @@ class StoreConfig(_Section):
     pass_sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="share of passed parts whose image is kept")
 
 
+class ClassStyle(_Section):
+    """How the dashboard shows one defect class of a recipe: its name (as the model's metadata has it) and colour."""
+
+    name: str = Field(min_length=1)
+    colour: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$", description="#rrggbb; none: the palette's")
+
+
+class PartGeometry(_Section):
+    """The part as the camera sees it, for the dashboard and the integrator (the model does not read it)."""
+
+    shape: Literal["rectangle", "round", "square", "other"] = "rectangle"
+    width_mm: float | None = Field(None, gt=0)
+    height_mm: float | None = Field(None, gt=0)
+    image_px: tuple[int, int] | None = Field(None, description="(width, height) of the camera image in pixels")
+
+
 class ReferenceConfig(_Section):
     """A product's golden reference (issue 15): each frame is registered to it before the detector, which gets the
     frame and the registered reference together (`inspector.reference`); a reference model needs one. A part that
@@ -371,11 +428,25 @@ class OpcuaConfig(_Section):
 
 
 class RecipeConfig(_Section):
-    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them."""
+    """A product: the model and thresholds to inspect it with. `cmd/recipe` switches between them.
+
+    A recipe package (`recipes/<name>/recipe.yaml`, `inspector.recipes`) is one of these on disk, with the rest of
+    what a changeover switches: class names and colours, golden reference, part geometry and gate budget.
+    """
 
     model: ModelConfig = ModelConfig()
     thresholds: Thresholds = Thresholds()
+    description: str = ""
+    classes: list[ClassStyle] | None = Field(
+        None, description="class id order: names (must match the model's metadata) and dashboard colours"
+    )
     reference: ReferenceConfig = ReferenceConfig()
+    part: PartGeometry | None = None
+    gate_ms: float | None = Field(None, gt=0, description="this product's gate budget; none: pipeline.gate_ms")
+    synthetic: Literal["pcb", "mooncake"] | None = Field(
+        None, description="the synthetic line that makes this product (the demo's digital twin)"
+    )
+    package: Path | None = Field(None, description="the package folder it was read from (set by the loader)")
 
 
 class LineConfig(_Section):
@@ -394,12 +465,36 @@ class LineConfig(_Section):
         default_factory=dict,
         description="named products; `model`, `thresholds` and `reference` above are recipe 'default'",
     )
+    recipe_packages: list[str] = Field(
+        default_factory=list,
+        description="recipe packages this line may run: a folder holding recipe.yaml, or a package name found as "
+        "recipes/<name>/ on the data search path; each becomes a recipe named by its package",
+    )
     recipe: str = Field("default", description="the recipe active at start")
+
+    @field_validator("recipe_packages")
+    @classmethod
+    def _add_packages(cls, refs: list[str], info: ValidationInfo) -> list[str]:
+        """Each package becomes a recipe (`recipes` is validated before this field, so it is in `info.data`)."""
+        if refs and "recipes" in info.data:
+            from inspector.recipes import add_packages  # reads the package files; imports this module
+
+            add_packages(info.data["recipes"], refs)
+        return refs
+
+    @model_validator(mode="after")
+    def _software_trigger_needs_triggers(self) -> LineConfig:
+        camera = self.camera
+        if camera.source == "genicam" and camera.genicam.trigger == "software" and self.trigger.mode != "triggered":
+            raise ValueError(
+                "camera.genicam.trigger 'software' takes one frame per PLC trigger: set trigger.mode 'triggered'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _recipe_exists(self) -> LineConfig:
         if self.recipe != "default" and self.recipe not in self.recipes:
-            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes")
+            raise ValueError(f"recipe {self.recipe!r} is not defined under recipes or recipe_packages")
         return self
 
 
@@ -410,12 +505,14 @@ ENV_PREFIX = "INSPECTOR_"
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
     """One thing wrong with a config: the field path (`camera.uri`), the YAML line (1-based) or the environment
-    variable it came from, and what is wrong."""
+    variable it came from, and what is wrong. A warning is reported but does not make the config unusable (a USB
+    camera that is unplugged now: the line retries until it appears, so a start-up check must not refuse it)."""
 
     path: str
     message: str
     line: int | None = None
     env: str | None = None
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else f" (from ${self.env})" if self.env else ""
@@ -582,4 +679,10 @@ def check_files(config: LineConfig) -> list[ConfigIssue]:
     cam = config.camera
     if cam.source == "folder" and not Path(cam.uri).is_dir():
         issues.append(ConfigIssue("camera.uri", f"image folder not found: {cam.uri}"))
+    if cam.source == "opencv" and cam.uri.startswith("/dev/") and not Path(cam.uri).exists():
+        issues.append(
+            ConfigIssue(
+                "camera.uri", f"camera device not found: {cam.uri} (the line retries until it appears)", warning=True
+            )
+        )
     return issues

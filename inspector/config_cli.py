@@ -47,6 +47,9 @@ def main(argv: list[str]) -> int:
         issues += check_models(config)
         if not any(issue.path == "camera.uri" for issue in issues):
             issues += check_source(config.camera)
+    for warning in (issue for issue in issues if issue.warning):
+        print(f"{args.file}: warning: {redact_text(str(warning))}", file=sys.stderr)
+    issues = [issue for issue in issues if not issue.warning]
     if issues:
         print(f"{args.file}: {len(issues)} problem{'s' if len(issues) != 1 else ''}", file=sys.stderr)
         for issue in issues:

@@ -50,7 +50,7 @@ def decide(
     """Decide one part.
 
     A class rejects the part when its kept defects number more than its `max_count` (0 by default, so any kept
-    defect rejects). `reasons` lists the rejecting class names, most confident first.
+    defect rejects). `reasons` lists the rejecting class names, most confident first; the verdict carries `names`.
     """
     names = names or {}
     kept = kept_mask(detections, thresholds, names)
@@ -70,4 +70,5 @@ def decide(
         detections=detections,
         kept=kept,
         thresholds_version=thresholds.version,
+        names=names,
     )

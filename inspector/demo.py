@@ -5,7 +5,9 @@ one `--mqtt` names), the PLC simulator at the reject gate, and the dashboard; pr
 one-line summary; stops cleanly on Ctrl-C, or after `--parts N` with a final JSON line:
 `{"parts": ..., "rejected": ..., "failsafe": ..., "escapes": ..., "false_rejects": ...}`.
 Escapes (defective parts passed) and false rejects (good parts rejected) are counted against the synthetic ground
-truth, at the PLC's gate.
+truth, at the PLC's gate. `--product NAME` runs a recipe package (`recipes/NAME/`) on its synthetic line;
+`--changeover N` switches products every N parts, the PLC sending `cmd/recipe` (`inspector.sim.changeover`), and
+the JSON line adds `changeover`: switch times and verdicts whose recipe is not the product carried.
 
 `--reference` (issue 15) runs the line as one product (board `--seed`) placed with jitter (shift, small rotation,
 light drift), writes the product's golden reference into the work folder, and registers each part to it before a
@@ -35,11 +37,12 @@ from inspector.config import DEFAULT_MODEL, LineConfig, SyntheticConfig
 from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
 from inspector.tempdirs import owned_tempdir, remove_stale
-from inspector.truth import truth_flag
+from inspector.truth import GroundTruth, Judgement, judge
 from inspector.types import Thresholds, Verdict
 
 if TYPE_CHECKING:
     from inspector.service import EdgeService
+    from inspector.sim.changeover import DemoDay
     from inspector.sim.plc import PlcSimulator
 
 __all__ = ["DEMO_PREFIX", "TruthTally", "demo_config", "main", "remove_stale_folders"]
@@ -68,15 +71,16 @@ class TruthTally:
         self.parts = self.defective = self.escapes = self.false_rejects = self.failsafe_good = 0
 
     def handle(self, verdict: Verdict) -> None:
-        defective = truth_flag(verdict.truth)
-        if defective is None:
+        truth = GroundTruth.of(verdict.truth)
+        if truth is None:
             return
+        judgement = judge(verdict.rejected, truth)
         with self._lock:
             self.parts += 1
-            self.defective += bool(defective)
-            self.escapes += bool(defective) and not verdict.rejected
-            self.false_rejects += (not defective) and verdict.rejected
-            self.failsafe_good += (not defective) and verdict.failsafe
+            self.defective += truth.defective
+            self.escapes += judgement is Judgement.ESCAPE
+            self.false_rejects += judgement is Judgement.FALSE_REJECT
+            self.failsafe_good += (not truth.defective) and verdict.failsafe
 
     def close(self) -> None:
         pass
@@ -170,6 +174,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic line seed (0)")
     parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
+    parser.add_argument("--product", help="recipe package to start with (recipes/NAME/; default: the --model line)")
+    parser.add_argument("--changeover", type=int, metavar="N", help="switch products every N parts (a mixed day)")
+    parser.add_argument("--products", help="comma-separated products for --changeover (default: every package)")
     parser.add_argument(
         "--reference",
         action="store_true",
@@ -191,10 +198,12 @@ def main(argv: list[str]) -> int:
         parser.error("--parts must be at least 1")
     if args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.changeover is not None and args.changeover < 1:
+        parser.error("--changeover must be at least 1")
     if args.lines < 1:
         parser.error("--lines must be at least 1")
-    if args.reference and args.lines > 1:
-        parser.error("--reference runs one line (--lines 1)")
+    if args.reference and (args.lines > 1 or args.product is not None or args.changeover is not None):
+        parser.error("--reference runs one line of one product (no --lines, --product or --changeover)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
@@ -218,6 +227,16 @@ def main(argv: list[str]) -> int:
             signal.signal(sig, handler)
 
 
+def _demo_day(args: argparse.Namespace) -> DemoDay | None:
+    """The products of `--product` / `--changeover` (None: the classic one-model demo)."""
+    if args.product is None and args.changeover is None:
+        return None
+    from inspector.sim.changeover import DemoDay, plan_products
+
+    products = [p.strip() for p in args.products.split(",") if p.strip()] if args.products else None
+    return DemoDay(plan_products(args.product or "pcb", args.changeover, products))
+
+
 def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     """The demo proper (signal handlers and the work folder are the caller's); `stop` is set by Ctrl-C."""
     from inspector.service import EdgeService
@@ -238,7 +257,15 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         config = config.model_copy(update={"sparkplug": config.sparkplug.model_copy(update={"enabled": True})})
     source = Paced(SyntheticSource(config.camera.synthetic, limit=args.parts), args.rate, read_first=True)
     tally = TruthTally()
-    service = EdgeService(config, extra_sinks=[tally], source=source)
+    try:
+        day = _demo_day(args)
+    except ValueError as exc:
+        print(f"inspector demo: {exc}", file=sys.stderr)
+        return 2
+    if day is not None:  # recipe packages on their synthetic lines, with changeovers
+        config = day.config(config)
+        source = day.source(config, args.rate, args.parts)
+    service = EdgeService(config, extra_sinks=[tally] if day is None else [tally, day.check], source=source)
     gate_ms = config.pipeline.gate_ms or 2000.0
     plcs: list[PlcSimulator] = []
 
@@ -255,17 +282,21 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         )
         plc.start()
         plcs.append(plc)
+        if day is not None:
+            day.start(args.mqtt or svc.broker.url, config)
 
     try:
         service.start(before_line=start_plc)
     except Exception as exc:
         for plc in plcs:  # started just before the line, which then failed
             plc.stop()
+        if day is not None:
+            day.stop()
         print(f"inspector demo: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         return 2
-    assert service.line is not None and service.plc is not None
+    assert service.pipeline is not None and service.plc is not None
     plc = plcs[0]
-    pipeline = service.line.pipeline
+    pipeline = service.pipeline
     broker = f" (embedded {service.broker.kind})" if service.broker is not None else ""
     print(f"inspector demo: dashboard {service.dashboard_url}", file=sys.stderr)
     if service.first_password:
@@ -305,6 +336,8 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     finally:
         service.stop(drain=False)  # a no-op after a clean stop; otherwise nothing is left running
         plc.stop()
+        if day is not None:
+            day.stop()
     final = _summary_line(pipeline.stats(), tally.snapshot())
     print(("\n" if live else "") + final, file=sys.stderr)
     print(report.summary(), file=sys.stderr, flush=True)
@@ -321,6 +354,8 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
         "drained": drained,
         "interrupted": stop.is_set(),
     }
+    if day is not None:
+        result.update(product=day.plan.products[0], changeover=day.summary())
     if args.parts is not None:
         print(json.dumps(result), flush=True)
     return 0 if drained else 1

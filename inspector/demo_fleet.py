@@ -302,8 +302,8 @@ def _line_main(argv: list[str]) -> int:
     while not stop.wait(0.25) and not service.done:
         pass
     drained = service.stop(drain=True)
-    assert service.line is not None
-    _say("done", ledger=service.line.pipeline.stats()["ledger"], tally=tally.snapshot(), drained=drained)
+    assert service.pipeline is not None
+    _say("done", ledger=service.pipeline.stats()["ledger"], tally=tally.snapshot(), drained=drained)
     return 0 if drained else 1
 
 

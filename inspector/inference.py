@@ -9,6 +9,7 @@ the registered reference; a frame that does not register fails safe with `unregi
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -74,7 +75,8 @@ def register_batch(reference: FrameRegistrar, images: Sequence[np.ndarray]) -> l
 class Inference:
     """The inference workers' loop (`run(index)`, one thread each) and the per-part service time they measure.
 
-    active: the active recipe, read once per batch (a recipe switch lands between parts, never inside one);
+    active: the active recipe, for a part not bound to one at capture (each part is decided with the recipe it
+        was captured under, so a recipe switch lands between parts, never inside one);
     ended: set when capture has ended (a worker returns once the buffer is empty); fail: closes a part fail-safe;
     emit: hands a verdict to the dispatch thread.
     """
@@ -138,11 +140,12 @@ class Inference:
                 self._fail(part, "uninspected", why="cannot be inspected before its deadline")
                 continue
             live.append(part)
-        if live:
-            self._inspect(index, live)
+        # A batch that spans a changeover is inspected in runs of one recipe each, in capture order.
+        for _, run in itertools.groupby(live, key=lambda p: id(p.recipe)):
+            parts_of_run = list(run)
+            self._inspect(index, parts_of_run[0].recipe or self._active(), parts_of_run)
 
-    def _inspect(self, index: int, parts: list[Part]) -> None:
-        recipe = self._active()  # one read per batch: a recipe switch lands between parts, never inside one
+    def _inspect(self, index: int, recipe: Recipe, parts: list[Part]) -> None:
         detector = recipe.detectors[index % len(recipe.detectors)]
         start = time.monotonic_ns()
         images = [p.frame.image for p in parts if p.frame is not None]

@@ -16,7 +16,11 @@ IDLE_POLL_S = 0.5  # longest sleep of a line thread waiting for work (it re-chec
 
 @dataclass(slots=True)
 class Part:
-    """A part between being seen and being decided."""
+    """A part between being seen and being decided.
+
+    recipe: the recipe active when its frame was captured; it decides the part, whatever is active by then (a
+    changeover lands between parts: those captured before it are decided with the old recipe).
+    """
 
     seq: int
     part_id: int
@@ -24,6 +28,7 @@ class Part:
     deadline_ns: int | None
     frame: Frame | None = None
     dequeued_ns: int = 0
+    recipe: Recipe | None = None
 
 
 class Ledger:
@@ -106,6 +111,7 @@ def stamp(verdict: Verdict, part: Part, recipe: Recipe, camera_id: str, keep_ima
     verdict.deadline_ns = part.deadline_ns
     verdict.recipe = recipe.name
     verdict.model_sha256 = recipe.sha256
+    verdict.names = recipe.names  # whoever writes the verdict out names its defects as this recipe's model does
     if part.frame is not None:
         verdict.truth = part.frame.truth
         if keep_image:

@@ -1,6 +1,6 @@
-"""Build a running line from a `LineConfig`: source, detectors (one per inference session), recipes, pipeline,
-sinks. `inspector run` and the demo use it; the MQTT link, the store and the dashboard plug in as sinks and as
-readers of `Line.pipeline`.
+"""Build a line's pipeline from a `LineConfig`: source, detectors (one per inference session), recipes, sinks.
+`inspector run` and the demo use it (through `inspector.service`); the MQTT link, the store and the dashboard plug
+in as sinks of the pipeline and as its readers. `JsonlSink` writes verdicts as JSON lines.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import cv2
 
 from inspector.config import LineConfig, ModelConfig, ReferenceConfig
 from inspector.pipeline import Pipeline, Recipe, Sink
+from inspector.plc.contract import verdict_payload
 from inspector.registration import Limits, Registrar
 from inspector.sources import open_source
 from inspector.thresholds import LineThresholds, ThresholdsHolder
 from inspector.types import FrameSource, Thresholds, Verdict
 
-__all__ = ["JsonlSink", "Line", "build_line", "cpu_cores", "load_recipe", "load_reference", "session_plan"]
+__all__ = ["JsonlSink", "build_line", "cpu_cores", "load_recipe", "load_reference", "session_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -141,62 +142,37 @@ def load_recipe(
 
 
 class JsonlSink:
-    """Writes one JSON line per verdict (part, decision, reasons, defects, latency) to a text stream."""
+    """Writes one JSON line per verdict to a text stream: the MQTT `verdict` message's part, decision, reasons,
+    defects (named by the verdict's recipe), thresholds version, recipe and latency."""
 
     name = "jsonl"
+    fields = (
+        "part_id",
+        "seq",
+        "camera",
+        "decision",
+        "reasons",
+        "defects",
+        "thresholds_version",
+        "recipe",
+        "latency_ms",
+    )
 
-    def __init__(self, stream: IO[str], names: dict[int, str] | None = None, close_stream: bool = False) -> None:
+    def __init__(self, stream: IO[str], close_stream: bool = False) -> None:
         self.stream = stream
-        self.names = names or {}
         self.close_stream = close_stream
         self._lock = threading.Lock()
 
     def handle(self, verdict: Verdict) -> None:
-        record: dict[str, Any] = {
-            "part_id": verdict.part_id,
-            "seq": verdict.seq,
-            "camera": verdict.camera_id,
-            "decision": str(verdict.decision),
-            "reasons": verdict.reasons,
-            "defects": verdict.defects(self.names),
-            "thresholds_version": verdict.thresholds_version,
-            "recipe": verdict.recipe,
-            "latency_ms": round(verdict.timings.latency_ms(), 3),
-        }
+        message = verdict_payload(verdict.to_record(), line="")
+        line = json.dumps({name: message[name] for name in self.fields})
         with self._lock:
-            self.stream.write(json.dumps(record) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
 
     def close(self) -> None:
         if self.close_stream:
             self.stream.close()
-
-
-class Line:
-    """One running line: `pipeline` plus the config it came from. `start()`, then `stop()` or `wait()`."""
-
-    def __init__(self, config: LineConfig, pipeline: Pipeline) -> None:
-        self.config = config
-        self.pipeline = pipeline
-
-    def start(self) -> None:
-        self.pipeline.start()
-        log.info(
-            "line started: camera %s (%s), mode %s, %d worker(s), trigger %s, recipe %s",
-            self.config.camera.id,
-            self.pipeline.camera["description"],
-            self.pipeline.mode,
-            self.pipeline.n_workers,
-            self.config.trigger.mode,
-            self.pipeline.recipe,
-        )
-
-    def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
-        """Stop capturing, finish (or fail safe) the parts in flight, close the sinks. True when all done in time."""
-        return self.pipeline.stop(drain=drain, timeout=timeout)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.pipeline.wait(timeout)
 
 
 def build_line(
@@ -205,9 +181,10 @@ def build_line(
     sinks: Sequence[Sink] = (),
     source: FrameSource | None = None,
     thresholds: LineThresholds | None = None,
-) -> Line:
-    """Load the active recipe's model, open nothing yet (the pipeline's capture thread opens the camera), and
-    return the line ready to `start()`. Other recipes load on their first `set_recipe`.
+) -> Pipeline:
+    """Load the recipes' models, open nothing yet (the pipeline's capture thread opens the camera), and return the
+    line's pipeline ready to `start()`. With `pipeline.preload_recipes` every recipe loads now, else the active one
+    only and the others on their first `set_recipe`. Recipes with the same model settings share its sessions.
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
@@ -216,23 +193,37 @@ def build_line(
     pc = config.pipeline
     models: dict[str, ModelConfig] = {"default": config.model, **{n: r.model for n, r in config.recipes.items()}}
     references = {"default": config.reference, **{n: r.reference for n, r in config.recipes.items()}}
+    gates = {n: r.gate_ms for n, r in config.recipes.items()}
     holders = thresholds or LineThresholds.from_config(config)
     sessions, _ = session_plan(pc.mode, config.model)
+    loaded: dict[str, Recipe] = {}  # by model settings: two recipes of one model share its sessions
 
     def loader(name: str) -> Recipe:
         # Every recipe gets the line's session count: the pipeline's workers are fixed at start.
-        return load_recipe(
+        key = models[name].model_dump_json() + references[name].model_dump_json()
+        if key not in loaded:
+            loaded[key] = load_recipe(
+                name,
+                models[name],
+                holders.holder(name),
+                pc.mode,
+                pc.max_batch,
+                sessions=sessions,
+                reference=references[name],
+            )
+        same = loaded[key]
+        return Recipe(
             name,
-            models[name],
+            same.detectors,
             holders.holder(name),
-            pc.mode,
-            pc.max_batch,
-            sessions=sessions,
-            reference=references[name],
+            model=same.model,
+            alarm=same.alarm,
+            reference=same.reference,
+            gate_ms=gates.get(name),
         )
 
     active = loader(config.recipe)
-    pipeline = Pipeline(
+    return Pipeline(
         source or open_source(config.camera),
         {config.recipe: active},
         config=pc,
@@ -244,4 +235,3 @@ def build_line(
         recipe_loader=loader,
         recipe_names=list(models),
     )
-    return Line(config, pipeline)

@@ -84,8 +84,8 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # an operator gets one line saying why, not a traceback
             print(f"inspector run: cannot start the line: {redact_text(str(exc))}", file=sys.stderr)
             return 2
-        assert service.line is not None
-        pipeline = service.line.pipeline
+        assert service.pipeline is not None
+        pipeline = service.pipeline
         if service.dashboard_url:
             log.info("dashboard %s", service.dashboard_url)
         if service.first_password:

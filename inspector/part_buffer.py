@@ -66,6 +66,13 @@ class PartBuffer:
             finally:
                 self._idle_workers -= 1
 
+    def drain(self) -> list[Part]:
+        """Take every waiting part out (a lost camera: their frames predate the loss)."""
+        with self._cv:
+            parts, self._parts = list(self._parts), deque()
+            self._cv.notify_all()
+            return parts
+
     def clear(self) -> None:
         with self._cv:
             self._parts.clear()

@@ -19,8 +19,9 @@ Modes (`PipelineConfig.mode`): `latency` runs one worker, one part at a time (it
 
 Layout, in the order a frame moves: `capture` (source, reconnect, parts) -> `part_buffer` -> `inference`
 (`detect_batch`, decide) -> `dispatch` (sinks); beside them `ledger` (part records, pending triggers), `watchdog`
-(deadlines, fail-safe verdicts), `recipe_book` (recipes by name, switching), `protocols` (`Detector`, `Sink`,
-`Recipe`) and `throttled_log`. This module wires them together and holds the control API.
+(deadlines, fail-safe verdicts), `recipe_book` (recipes by name, loading), `changeover` (switching: each part is
+decided with the recipe it was captured under), `protocols` (`Detector`, `Sink`, `Recipe`) and `throttled_log`.
+This module wires them together and holds the control API.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from inspector.camera_watch import CameraListener
 from inspector.capture import Capture
+from inspector.changeover import Changeover, Switch
 from inspector.config import PipelineConfig, TriggerConfig
 from inspector.dispatch import Dispatcher
 from inspector.inference import Inference
@@ -40,10 +43,11 @@ from inspector.ledger import IDLE_POLL_S, Ledger, PendingTriggers
 from inspector.part_buffer import PartBuffer
 from inspector.protocols import Detector, Recipe, Sink
 from inspector.recipe_book import RecipeBook
+from inspector.sources import software_trigger
 from inspector.stats import Stats
 from inspector.thresholds import ThresholdsHolder
 from inspector.throttled_log import ThrottledLog
-from inspector.types import FrameSource
+from inspector.types import FrameSource, SourceError
 from inspector.watchdog import Watchdog
 
 __all__ = ["Detector", "Ledger", "Pipeline", "Recipe", "Sink"]
@@ -57,7 +61,7 @@ class Pipeline:
     source: opened (and reopened with back-off when lost) by the capture thread.
     recipes: the products; `recipe` names the active one. `recipe_loader(name)` builds a recipe on demand
     for names in `recipe_names` that are not in `recipes` yet (loading models takes seconds; it happens in the
-    caller of `set_recipe`, the line keeps running meanwhile).
+    caller of `set_recipe`, the line keeps running meanwhile); with `config.preload_recipes` they all load here.
     Each inference worker uses `detectors[i]` of the active recipe; `workers` defaults to the count of the
     active recipe's detectors in throughput mode and to 1 in latency mode.
     wait_when_full: when the buffer is full, make the capture thread wait instead of failing the oldest part safe;
@@ -84,8 +88,11 @@ class Pipeline:
         iou: float | None = None,
         stats_window: int = 2048,
     ) -> None:
-        self._recipes = RecipeBook(recipes, recipe, recipe_loader, recipe_names)
         self.config = config or PipelineConfig()
+        self._recipes = RecipeBook(recipes, recipe, recipe_loader, recipe_names)
+        if self.config.preload_recipes:
+            self._recipes.preload()  # a switch then loads no model: it takes milliseconds, not a model load
+        self.changeover = Changeover(self._recipes)
         self.trigger_config = trigger or TriggerConfig()
         self.source = source
         self.camera_id = camera_id
@@ -97,7 +104,7 @@ class Pipeline:
         # A live camera's surplus must fail safe (the part moves on); a finite, unpaced source (folder, file,
         # benchmark) can simply wait, and losing nothing is then right.
         self.wait_when_full = (not getattr(source, "live", True)) if wait_when_full is None else wait_when_full
-        self.gate_ns = int(self.config.gate_ms * 1e6) if self.config.gate_ms else None
+        self.gate_ns = int(self.config.gate_ms * 1e6) if self.config.gate_ms else None  # the line's; a recipe's wins
         self.margin_ns = int(self.config.margin_ms * 1e6)
         self._stop_at = 0.0  # time.monotonic() of the first stop() call
 
@@ -126,7 +133,8 @@ class Pipeline:
             source,
             camera_id=camera_id,
             triggered=self.trigger_config.mode == "triggered",
-            gate_ns=self.gate_ns,
+            active=active,
+            gate_ns=self._gate_ns,
             reconnect=reconnect,
             ledger=self.ledger,
             pending=self._pending,
@@ -171,6 +179,22 @@ class Pipeline:
         return self._recipes.active.name
 
     @property
+    def recipes(self) -> list[str]:
+        """Every recipe this line may run."""
+        return self._recipes.names
+
+    def class_names(self, recipe: str) -> dict[int, str] | None:
+        """The class names of `recipe`'s model when it is loaded, else None."""
+        loaded = self._recipes.loaded(recipe)
+        return loaded.names if loaded is not None else None
+
+    @property
+    def recipe_loads(self) -> int:
+        """Recipes the pipeline has loaded itself (at start with `preload_recipes`, or on a switch); the recipes
+        it was given are not counted."""
+        return self._recipes.loads
+
+    @property
     def paused(self) -> bool:
         return self._paused.is_set()
 
@@ -196,7 +220,7 @@ class Pipeline:
             raise RuntimeError("trigger() needs trigger.mode 'triggered'")
         if self._workers_done.is_set():
             raise RuntimeError("the pipeline has stopped")
-        part = self.ledger.open_part(int(part_id), time.monotonic_ns(), self.gate_ns)
+        part = self.ledger.open_part(int(part_id), time.monotonic_ns(), self._gate_ns(self._recipes.active))
         if self._stop.is_set() or self.paused:
             self._watchdog.fail(part, "uninspected", why="line paused" if self.paused else "line stopping")
             return
@@ -204,6 +228,17 @@ class Pipeline:
         overflow = self._pending.add(part)
         if overflow is not None:
             self._watchdog.fail(overflow, "uninspected", why="too many triggers waiting for a frame")
+        self._software_trigger()
+
+    def _software_trigger(self) -> None:
+        """A camera that takes a frame on command (GenICam `TriggerSoftware`) takes one now; a failure leaves the
+        part to fail safe by its deadline (the capture thread sees the lost camera)."""
+        fire = software_trigger(self.source)
+        if fire is not None:
+            try:
+                fire()
+            except SourceError as exc:
+                log.warning("software trigger failed: %s", exc)
 
     def pause(self) -> None:
         """Stop making parts (frames are still read, so the camera stays fresh); parts in flight finish."""
@@ -212,29 +247,42 @@ class Pipeline:
     def resume(self) -> None:
         self._paused.clear()
 
-    def set_recipe(self, name: str) -> None:
-        """Switch model and thresholds together. Raises KeyError for an unknown recipe.
+    def set_recipe(self, name: str, source: str = "plc") -> Switch:
+        """Switch model and thresholds together (`inspector.changeover`); raises KeyError for an unknown recipe.
 
-        Workers read the active recipe once per batch, so each part is inspected wholly under one recipe.
+        Each part is decided with the recipe it was captured under: parts captured before the switch with the old
+        recipe, after it with the new one. `source` says who asked (reported with the switch).
         """
-        recipe = self._recipes.switch(name)
-        log.info("recipe %s active (model %s)", name, recipe.sha256[:12])
+        return self.changeover.switch(name, source)
+
+    def _gate_ns(self, recipe: Recipe) -> int | None:
+        """A part's capture-to-gate budget under `recipe`: the recipe's own, else the line's."""
+        return int(recipe.gate_ms * 1e6) if recipe.gate_ms else self.gate_ns
 
     def ready(self) -> bool:
         """True when a part seen now would get a model verdict before its gate deadline."""
         if not self._started or self._stop.is_set() or self.paused or not self.camera["connected"]:
             return False
         waiting = len(self._buffer)
-        if self.gate_ns is None:
+        gate_ns = self._gate_ns(self._recipes.active)
+        if gate_ns is None:
             return waiting < self.config.queue_size
         rounds = math.ceil((waiting + 1) / self.n_workers)
-        return rounds * self._inference.service_ns + self.margin_ns < self.gate_ns
+        return rounds * self._inference.service_ns + self.margin_ns < gate_ns
 
     @property
     def model(self) -> dict[str, Any]:
         """The active recipe's model report: file, sha256, precision, providers, self-test (cheap)."""
         active = self._recipes.active
         return {"sha256": active.sha256, **active.model}
+
+    def add_camera_listener(self, listener: CameraListener) -> None:
+        """Hear of each camera state change (`inspector.camera_watch`): up, lost with the reason, back."""
+        self._capture.watch.add_listener(listener)
+
+    def camera_state(self) -> dict[str, Any]:
+        """The camera's state, reason and grabber counts (cheap: heartbeats read it)."""
+        return self._capture.watch.snapshot()
 
     def add_sink(self, sink: Sink) -> None:
         """Add a sink (before `start()` for it to see every verdict)."""
@@ -250,7 +298,7 @@ class Pipeline:
             out["alarms"].append({"name": "model_fallback", "message": active.alarm})
         out.update(
             ledger=self.ledger.snapshot(),
-            camera=dict(self.camera),
+            camera={**self.camera, **self._capture.watch.snapshot()},
             mode=self.mode,
             trigger_mode=self.trigger_config.mode,
             workers=self.n_workers,

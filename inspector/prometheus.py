@@ -9,6 +9,9 @@ dashboards and alerts keep working:
 - `inspector_latency_ms{quantile}` (capture to decision, recent window), `inspector_stage_ms{stage}` (medians);
 - `inspector_rejects_by_class_total{class}`, `inspector_sink_errors_total{sink}`, `inspector_camera_connected`,
   `inspector_camera_reconnects_total`, `inspector_alarms`, `inspector_ready`;
+- a live camera's grabber (docs/cameras.md): `inspector_camera_frames_grabbed_total`,
+  `inspector_camera_frames_skipped_total` (replaced by a newer frame before the line took them),
+  `inspector_camera_lost_total`;
 - the model: `inspector_model_info{file, sha256, precision, provider, selftest}` (always 1),
   `inspector_model_selftest_passed`, `inspector_model_provider_fallback`;
 - `inspector_up`, `inspector_thresholds_version`, and the store's `inspector_store_*`;
@@ -124,6 +127,13 @@ class LineCollector(Collector):
             yield self._one("gauge", "inspector_camera_connected", "1 when the camera is open", camera.get("connected"))
             help_ = "camera reopened"
             yield self._one("counter", "inspector_camera_reconnects_total", help_, camera.get("reconnects", 0))
+            for key, help_ in (
+                ("lost", "camera declared lost (stalled, failed or not there)"),
+                ("frames_grabbed", "frames the camera delivered to the grabber"),
+                ("frames_skipped", "frames replaced by a newer one before the line took them"),
+            ):
+                if key in camera:  # kept to the names a stats dict has: old exporters' name sets stay as they were
+                    yield self._one("counter", f"inspector_camera_{key}_total", help_, camera[key])
         if sinks := stats.get("sinks", {}):
             errors = {name: s.get("errors", 0) for name, s in sinks.items()}
             yield self._many(

@@ -57,6 +57,8 @@ class Recipe:
     `inspector.line.load_recipe`); alarm: set when the recipe runs on its fallback model.
     reference: the product's golden reference, when it has one (issue 15): each frame is registered to it and the
     detectors get the composite of the frame and the registered reference (`inspector.reference`).
+    gate_ms: this product's capture-to-gate budget (None: the line's `pipeline.gate_ms`); a part gets the budget of
+    the recipe active when it is seen.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=dict)
     alarm: str | None = None
     reference: FrameRegistrar | None = None
+    gate_ms: float | None = None
 
     @property
     def names(self) -> dict[int, str]:

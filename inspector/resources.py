@@ -1,7 +1,7 @@
 """Where the shipped models and thresholds files are found: one documented search path, so that a wheel install,
 a checkout and a container all find the default model without reaching for paths relative to the package.
 
-Search order for `models/<name>` and `calibration/<name>`:
+Search order for `models/<name>`, `calibration/<name>` and recipe packages `recipes/<name>/`:
 
 1. `$INSPECTOR_DATA` (a folder holding `models/` and `calibration/`), when set: an integrator's own files win;
 2. the source checkout the package runs from (the folder above `inspector/`, when it holds `models/`): a developer
@@ -18,10 +18,20 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "DEFAULT_MODEL_NAME", "data_dirs", "find_calibration", "find_model"]
+__all__ = [
+    "DATA_ENV",
+    "DEFAULT_MODEL_NAME",
+    "RECIPE_FILE",
+    "data_dirs",
+    "find_calibration",
+    "find_model",
+    "find_recipe",
+    "recipe_packages",
+]
 
 DATA_ENV = "INSPECTOR_DATA"
 DEFAULT_MODEL_NAME = "deeppcb-v8n-480-int8.onnx"
+RECIPE_FILE = "recipe.yaml"  # what makes a folder a recipe package
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +66,22 @@ def find_calibration(name: str) -> Path | None:
     """`calibration/<name>` from the first folder of the search path that has it, else None."""
     path = _find("calibration", name)
     return path if path.is_file() else None
+
+
+def find_recipe(name: str) -> Path:
+    """The package folder `recipes/<name>/` (holding `recipe.yaml`) from the first folder of the search path that
+    has it; a name found nowhere resolves to its place in the first folder."""
+    dirs = data_dirs()
+    for folder in dirs:
+        if (folder / "recipes" / name / RECIPE_FILE).is_file():
+            return folder / "recipes" / name
+    return dirs[0] / "recipes" / name
+
+
+def recipe_packages() -> dict[str, Path]:
+    """Every recipe package on the search path by folder name (the first folder that has a name wins), sorted."""
+    found: dict[str, Path] = {}
+    for folder in data_dirs():
+        for recipe_file in sorted((folder / "recipes").glob(f"*/{RECIPE_FILE}")):
+            found.setdefault(recipe_file.parent.name, recipe_file.parent)
+    return dict(sorted(found.items()))

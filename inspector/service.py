@@ -9,9 +9,10 @@ Thresholds: `inspector.thresholds.LineThresholds` owns them (every recipe's hold
 start, edits saved, audited and announced on `events`, the score-floor alarm); the service only wires it to the
 store, the line, the PLC link's events and the dashboard.
 
-Recipes with other class names: the PLC link (and any extra sink with a `names` attribute) names each verdict's
-defects with the class names of that verdict's recipe; the store names what it shows after a switch with the new
-model's names, and the dashboard's thresholds editor follows the active recipe's class names.
+Recipes with other class names: each verdict carries the class names of its recipe, so the PLC link, the JSON
+lines and any other sink name its defects as that recipe's model does; the store names what it shows with the
+names of the latest verdicts, and the dashboard's thresholds editor follows the active recipe's class names. The
+PLC's commands go to the pipeline itself; the score-floor alarm of the recipe in force is read with the stats.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from inspector.changeover import Switch
 from inspector.config import LineConfig
-from inspector.line import Line, build_line
+from inspector.line import build_line
 from inspector.pipeline import Pipeline, Sink
 from inspector.thresholds import FLOOR_ALARM, LineThresholds
-from inspector.types import FrameSource, Verdict
+from inspector.types import FrameSource
 
 __all__ = ["EdgeService", "model_brief"]
 
@@ -49,52 +51,11 @@ def model_brief(model: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class _RecipeNamed:
-    """Wraps a sink that names defect classes (`names` attribute): before each verdict it gets the class names of
-    that verdict's recipe. Sinks run on the pipeline's one dispatch thread, so setting them here is race-free."""
-
-    def __init__(self, sink: Any, names_by_recipe: dict[str, dict[int, str]]) -> None:
-        self.sink = sink
-        self.name: str = sink.name
-        self._names_by_recipe = names_by_recipe
-
-    def handle(self, verdict: Verdict) -> None:
-        names = self._names_by_recipe.get(verdict.recipe)
-        if names is not None and self.sink.names is not names:
-            self.sink.names = names
-        self.sink.handle(verdict)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
-class _Commands:
-    """The PLC's commands to the pipeline, with the service's bookkeeping after a recipe switch."""
-
-    def __init__(self, pipeline: Pipeline, on_recipe: Callable[[str], None]) -> None:
-        self._pipeline = pipeline
-        self._on_recipe = on_recipe
-
-    def trigger(self, part_id: int) -> None:
-        self._pipeline.trigger(part_id)
-
-    def pause(self) -> None:
-        self._pipeline.pause()
-
-    def resume(self) -> None:
-        self._pipeline.resume()
-
-    def set_recipe(self, name: str) -> None:
-        self._pipeline.set_recipe(name)
-        self._on_recipe(name)
-
-
 class EdgeService:
     """One line's edge process, assembled from its config.
 
-    extra_sinks: more verdict sinks (after the store and the PLC link); one with a `names` attribute (class id ->
-        name) gets the names of each verdict's recipe. source: overrides the camera config.
-    After `start()`: `line`, `store`, `thresholds` (`LineThresholds`), `plc`, `broker` (None unless embedded),
+    extra_sinks: more verdict sinks (after the store and the PLC link). source: overrides the camera config.
+    After `start()`: `pipeline`, `store`, `thresholds` (`LineThresholds`), `plc`, `broker` (None unless embedded),
     `dashboard_url` (None when off), `first_password` (the generated dashboard password on a first start with no
     users, else None), `sparkplug` (the Sparkplug B edge node; None unless `sparkplug.enabled`), `opcua` (the OPC UA
     server; None unless `opcua.enabled`).
@@ -106,7 +67,7 @@ class EdgeService:
         self.config = config
         self._extra_sinks = list(extra_sinks)
         self._source = source
-        self.line: Line | None = None
+        self.pipeline: Pipeline | None = None
         self.store: Any = None
         self.thresholds: LineThresholds | None = None
         self.plc: Any = None
@@ -118,7 +79,6 @@ class EdgeService:
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
         self._stopped = False
-        self._names_by_recipe: dict[str, dict[int, str]] = {}  # per loaded recipe: its class names
         self._line_started = False
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -143,54 +103,77 @@ class EdgeService:
             self.store = Store(config.store, {})
         # Before the model loads: each recipe starts from its newest thresholds (QA's edits survive a restart).
         self.thresholds = LineThresholds.from_config(config, self.store)
-        self.line = build_line(config, source=self._source, thresholds=self.thresholds)
-        pipeline = self.line.pipeline
-        self._note_recipe(pipeline.recipe)
+        self.pipeline = pipeline = build_line(config, source=self._source, thresholds=self.thresholds)
+        self._note_recipe(pipeline.recipe)  # said at start, not only when asked
+        pipeline.changeover.listeners.append(self._on_switch)  # PLC and dashboard switches alike
         if self.store is not None:
             pipeline.add_sink(self.store)
 
         if config.mqtt.enabled:
             self._start_plc()
-            pipeline.add_sink(_RecipeNamed(self.plc, self._names_by_recipe))
+            pipeline.add_sink(self.plc)
 
         if config.opcua.enabled:
             self._start_opcua()
-            pipeline.add_sink(_RecipeNamed(self.opcua, self._names_by_recipe))
+            pipeline.add_sink(self.opcua)
         if config.sparkplug.enabled:
             self._start_sparkplug()
-            pipeline.add_sink(_RecipeNamed(self.sparkplug, self._names_by_recipe))
+            pipeline.add_sink(self.sparkplug)
 
         for sink in self._extra_sinks:
-            pipeline.add_sink(_RecipeNamed(sink, self._names_by_recipe) if hasattr(sink, "names") else sink)
+            pipeline.add_sink(sink)
 
         if config.dashboard.enabled:
             self._start_dashboard()
 
         if before_line is not None:
             before_line(self)
-        self.line.start()
+        pipeline.start()
         self._line_started = True
+        log.info(
+            "line started: camera %s (%s), mode %s, %d worker(s), trigger %s, recipe %s",
+            config.camera.id,
+            pipeline.camera["description"],
+            pipeline.mode,
+            pipeline.n_workers,
+            config.trigger.mode,
+            pipeline.recipe,
+        )
 
     def _note_recipe(self, recipe: str) -> None:
-        """Bookkeeping once `recipe` is active: its names, the store's names, the floor check."""
-        assert self.line is not None and self.thresholds is not None
-        pipeline = self.line.pipeline
-        names = dict(pipeline.names)
-        if self._names_by_recipe.get(recipe) != names:
-            self._names_by_recipe[recipe] = names  # a new dict: the PLC sink picks it up on the next verdict
+        """Bookkeeping once `recipe` is active: the store's names (until its first verdict brings them), the floor
+        check."""
+        assert self.pipeline is not None and self.thresholds is not None
+        names = dict(self.pipeline.names)
         if self.store is not None:
             self.store.names = names
         self.thresholds.floor_alarm(recipe, names)
 
-    def _on_recipe(self, recipe: str) -> None:
-        self._note_recipe(recipe)
-        assert self.thresholds is not None
-        log.info("recipe %s active: thresholds v%d", recipe, self.thresholds.current(recipe).version)
+    def _on_switch(self, switch: Switch) -> None:
+        """After each changeover: bookkeeping, then the `recipe_switched` event on MQTT."""
+        self._note_recipe(switch.recipe)
+        if self.plc is not None:
+            self.plc.publish_event(switch.event())
+
+    def _recipe_state(self) -> dict[str, Any]:
+        """The dashboard's `/api/recipe` answer: the active recipe, every recipe of the line, the last switch."""
+        from inspector.recipes import recipe_card
+
+        pipeline = self.pipeline
+        assert pipeline is not None
+        active = pipeline.recipe
+        cards = {
+            name: recipe_card(name, self.config.recipes.get(name), pipeline.class_names(name))
+            for name in pipeline.recipes
+        }
+        history = pipeline.changeover.history
+        last = history[-1].event() if history else None
+        return {"recipe": active, "active": cards[active], "recipes": list(cards.values()), "last_switch": last}
 
     def _start_plc(self) -> None:
         from inspector.plc import PlcLink
 
-        assert self.line is not None
+        assert self.pipeline is not None
         config = self.config
         mqtt = config.mqtt
         if mqtt.url is None:
@@ -202,20 +185,22 @@ class EdgeService:
             protocol = "3.1.1" if self.broker.kind == "amqtt" else mqtt.protocol
             mqtt = mqtt.model_copy(update={"url": url, "protocol": protocol})
             log.info("embedded %s broker on %s", self.broker.kind, url)
-        pipeline = self.line.pipeline
+        pipeline = self.pipeline
 
         def status() -> dict[str, Any]:
             # Cheap: called every heartbeat from the MQTT thread.
+            camera = pipeline.camera_state()
             return {
                 "ready": pipeline.ready(),
-                "counters": pipeline.ledger.snapshot(),
+                "counters": {**pipeline.ledger.snapshot(), "frames_skipped": camera["frames_skipped"]},
                 "paused": pipeline.paused,
                 "recipe": pipeline.recipe,
                 "model": model_brief(pipeline.model),
+                "camera": camera,  # why `ready` is false when the camera is the reason
             }
 
-        commands = _Commands(pipeline, self._on_recipe)
-        self.plc = PlcLink(mqtt, config.camera.id, commands=commands, status=status, names=pipeline.names)
+        self.plc = PlcLink(mqtt, config.camera.id, commands=pipeline, status=status)
+        pipeline.add_camera_listener(self.plc.publish_camera)  # camera lost / back: retained topic and events
         self.plc.start()
         assert self.thresholds is not None
         self.thresholds.announce = self.plc.publish_event  # each dashboard edit, once on `events`
@@ -229,20 +214,16 @@ class EdgeService:
         from inspector.opcua import OpcuaServer
         from inspector.opcua.model import pipeline_status
 
-        assert self.line is not None
-        pipeline = self.line.pipeline
+        pipeline = self.pipeline
+        assert pipeline is not None
         recipes = ["default", *self.config.recipes]
-        commands = _Commands(pipeline, self._on_recipe)
-        self.opcua = OpcuaServer(
-            self.config.opcua, commands, lambda: pipeline_status(pipeline), recipes, names=pipeline.names
-        )
+        self.opcua = OpcuaServer(self.config.opcua, pipeline, lambda: pipeline_status(pipeline), recipes)
         self.opcua.start()
 
     def _start_sparkplug(self) -> None:
         """The Sparkplug B edge node (docs/plant.md), on the PLC link's broker unless `sparkplug.url` names one."""
         from inspector.sparkplug import Device, SparkplugNode
 
-        assert self.line is not None
         config, spb = self.config, self.config.sparkplug
         protocol = "5"
         if spb.url is None:
@@ -258,15 +239,14 @@ class EdgeService:
             amqtt = self.broker is not None and self.broker.kind == "amqtt"
             link_protocol = self.plc.info()["protocol"] if self.plc is not None else mqtt.protocol
             protocol = "3.1.1" if amqtt or link_protocol == "3.1.1" else "5"
-        pipeline = self.line.pipeline
-        device = Device(config.camera.id, status=self._stats, commands=_Commands(pipeline, self._on_recipe))
+        assert self.pipeline is not None
+        device = Device(config.camera.id, status=self._stats, commands=self.pipeline)
         self.sparkplug = SparkplugNode(
             spb,
             [device],
             edge_node_id=spb.edge_node_id or config.mqtt.line,
             line=config.mqtt.line,
             protocol=protocol,
-            names=pipeline.names,
         )
         self.sparkplug.start()
         # Without a primary host the node births at once: wait for it, so that the first part's result is sent.
@@ -280,9 +260,9 @@ class EdgeService:
         from inspector.api import AppDeps, create_app
         from inspector.auth import bootstrap_users
 
-        assert self.line is not None and self.thresholds is not None
+        assert self.pipeline is not None and self.thresholds is not None
         config = self.config.dashboard
-        pipeline = self.line.pipeline
+        pipeline = self.pipeline
         if self.store is None:
             raise ValueError("dashboard.enabled needs store.enabled: the dashboard reads verdicts from the store")
         users, self.first_password = bootstrap_users(config.users, self.store)
@@ -303,6 +283,8 @@ class EdgeService:
             stats=self._stats,
             names=lambda: pipeline.names,
             recipe=lambda: pipeline.recipe,
+            recipes=self._recipe_state,
+            switch_recipe=lambda name, source: pipeline.set_recipe(name, source).event(),
             config=config,
             users=users,
             health=health,
@@ -333,8 +315,8 @@ class EdgeService:
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
         dashboard."""
-        assert self.line is not None and self.thresholds is not None
-        pipeline = self.line.pipeline
+        assert self.pipeline is not None and self.thresholds is not None
+        pipeline = self.pipeline
         stats = pipeline.stats()
         if self.plc is not None:
             stats["mqtt"] = {**self.plc.stats(), **{k: v for k, v in self.plc.info().items() if k != "url"}}
@@ -347,13 +329,13 @@ class EdgeService:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a finite source has ended (True) or `timeout` passed (False)."""
-        assert self.line is not None
-        return self.line.wait(timeout)
+        assert self.pipeline is not None
+        return self.pipeline.wait(timeout)
 
     @property
     def done(self) -> bool:
         """True once the line has finished (a finite source ended, or `stop()`)."""
-        return self.line is not None and self.line.pipeline.done
+        return self.pipeline is not None and self.pipeline.done
 
     def stop(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Drain (or fail safe) the parts in flight, then close sinks, servers and broker. Idempotent.
@@ -364,9 +346,9 @@ class EdgeService:
             return True
         self._stopped = True
         drained = True
-        if self.line is not None:
+        if self.pipeline is not None:
             # Closes every sink too (store flushes, the PLC link sends what is queued and says `offline`).
-            drained = self.line.stop(drain=drain, timeout=timeout)
+            drained = self.pipeline.stop(drain=drain, timeout=timeout)
         if not self._line_started:  # a start that failed half-way: the pipeline never ran, so never closed them
             for sink in self._extra_sinks:
                 try:

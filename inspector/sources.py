@@ -4,15 +4,18 @@ Every source returns `(image, truth)` from `read()`: image (H, W, 3) uint8 BGR. 
 a lost camera raises `SourceError` and the pipeline's capture thread reopens it with `Backoff`. Pacing is one
 schedule, `Pacer`: the `Paced` wrapper paces any source with it (a camera or folder at `fps`, the synthetic line
 at its part rate), and a video file played in real time keeps its own fps with it.
-A GenICam source (`harvesters`) fits the same protocol: open / read / close plus a `description`.
+Free-run cameras (RTSP, HTTP, USB, a file played in real time, a free-running GenICam camera) are read through
+`inspector.grabber.Grabber`: newest frame only, a stall is a lost camera. A source that knows when a frame was
+captured says so in `last_capture_ns` (monotonic ns) after each `read()`. GenICam cameras: `inspector.genicam`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import cv2
 import numpy as np
 
 from inspector.config import CameraConfig
+from inspector.grabber import Grabber, StreamClock
 from inspector.imageops import as_bgr
 from inspector.redact import redact_text, redact_url
 from inspector.types import FrameSource, SourceError
@@ -38,6 +42,7 @@ __all__ = [
     "as_bgr",
     "load_frames",
     "open_source",
+    "software_trigger",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,14 @@ class Paced:
         self.live = True  # frames come on their own schedule: a surplus must fail safe, not wait
         self.description = f"{source.description} at {fps:g} fps"
 
+    @property
+    def last_capture_ns(self) -> int | None:
+        return getattr(self.source, "last_capture_ns", None)
+
+    def stats(self) -> dict[str, int]:
+        inner = getattr(self.source, "stats", None)
+        return inner() if callable(inner) else {}
+
     def open(self) -> None:
         self.source.open()
         self.pacer.restart(now=self.read_first)
@@ -169,8 +182,8 @@ _LABEL_DIRS = {"good": False, "ok": False, "bad": True, "ng": True}
 
 @dataclass(frozen=True, slots=True)
 class ImageTruth:
-    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (`inspector.truth.truth_flag`
-    reads `defective`, like the synthetic line's `PartTruth`).
+    """Ground truth of one image of a labelled folder, as `Verdict.truth` carries it (the verdict record and
+    `inspector.truth.GroundTruth` read `defective`, like the synthetic line's `PartTruth`).
 
     file: the image's path relative to where the truth came from (the manifest's folder, or the source folder).
     defects: the manifest's defect records (`{class_name, xyxy, ...}`) where it lists them, else empty.
@@ -288,12 +301,21 @@ class FolderSource:
         pass
 
 
+def is_device_path(uri: str) -> bool:
+    """True for a V4L2 device name: `/dev/video0`, `/dev/v4l/by-id/...`, `/dev/v4l/by-path/...`."""
+    return uri.startswith("/dev/")
+
+
 class OpenCvSource:
-    """OpenCV `VideoCapture`: a USB camera index ("0"), an RTSP/HTTP URL, or a video file.
+    """OpenCV `VideoCapture`: a USB camera (index "0", a `/dev/video0` path or a stable `/dev/v4l/by-id/...` or
+    `by-path/...` name), an RTSP/HTTP URL, or a video file.
 
     Cameras and streams are live: a failed read means the camera is lost (`SourceError`; the pipeline reopens it),
-    including a stream that ends. A video file is finite: it ends with None, or starts again with `loop`;
+    including a stream that ends; a USB device that is not there (unplugged) is a lost camera too, retried, never
+    taken for a missing file. A video file is finite: it ends with None, or starts again with `loop`;
     `realtime` paces a file at its own frame rate (otherwise it is read as fast as it decodes).
+    `last_capture_ns`: the last frame's capture time from the stream's timestamps where the backend gives them
+    (`StreamClock`; V4L2 buffer times are the kernel's monotonic clock already), else its read time.
     """
 
     def __init__(
@@ -310,36 +332,49 @@ class OpenCvSource:
         self.realtime = realtime
         self.open_timeout_ms = int(open_timeout_s * 1000)
         self.read_timeout_ms = int(read_timeout_s * 1000)
-        if uri.strip().isdigit():
+        if uri.strip().isdigit() or is_device_path(uri):
             self.kind = "usb"
         elif "://" in uri:
             self.kind = "stream"
         else:
             self.kind = "file"
-        self.description = f"opencv {self.kind} {redact_url(uri)}"  # shown in stats, alarms and logs
+        self.description = f"opencv {self.kind} {redact_url(uri)}"  # shown in stats, alarms, logs and MQTT
         self.live = self.kind != "file" or realtime  # a camera (or a file played in real time) does not wait
+        self.last_capture_ns: int | None = None
+        self._clock = StreamClock()
         self._cap: cv2.VideoCapture | None = None
         self._pacer: Pacer | None = None  # a file played in real time, at the file's own frame rate
+
+    def _target(self) -> tuple[int | str, int]:
+        """What to hand VideoCapture, and the backend: a device path is resolved (by-id names are symlinks)."""
+        if self.kind != "usb":
+            return self.uri, cv2.CAP_ANY
+        if self.uri.strip().isdigit():
+            return int(self.uri), cv2.CAP_ANY
+        if not os.path.exists(self.uri):
+            raise SourceError(f"camera device not found: {self.uri} (unplugged? check `ls -l /dev/v4l/by-id/`)")
+        return os.path.realpath(self.uri), cv2.CAP_V4L2
 
     def open(self) -> None:
         self.close()
         if self.kind == "file" and not Path(self.uri).is_file():
             raise SourceError(f"video file not found: {self.uri}")
+        target, backend = self._target()
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             self.open_timeout_ms,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             self.read_timeout_ms,
         ]
-        target: int | str = int(self.uri) if self.kind == "usb" else self.uri
         try:
-            cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+            cap = cv2.VideoCapture(target, backend, params)
         except cv2.error as exc:  # some backends raise instead of returning a closed capture
             raise SourceError(f"cannot open {self.description}: {redact_text(str(exc))}") from exc
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.description}")
         self._cap = cap
+        self._clock.reset()
         fps = cap.get(cv2.CAP_PROP_FPS)
         self._pacer = Pacer(fps) if self.realtime and self.kind == "file" and fps > 0 else None
 
@@ -356,12 +391,38 @@ class OpenCvSource:
             raise SourceError(f"lost {self.description}: no frame")
         if self._pacer is not None:
             self._pacer.wait()
+        self.last_capture_ns = self._capture_ns(time.monotonic_ns())
         return as_bgr(image), None
+
+    @property
+    def settled(self) -> bool:
+        """False while a stream is still handing over the frames it buffered on connecting (`StreamClock`)."""
+        return self.kind != "stream" or self._clock.settled
+
+    def _capture_ns(self, arrival_ns: int) -> int:
+        stream_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC) if self._cap is not None else -1.0
+        if self.kind == "usb" and stream_ms > 0 and abs(stream_ms * 1e6 - arrival_ns) < 5e9:
+            return min(int(stream_ms * 1e6), arrival_ns)  # a V4L2 buffer time: the monotonic clock already
+        if self.kind == "file" and not self.realtime:
+            return arrival_ns  # decoded as fast as it goes: its timestamps are not a clock
+        return self._clock.capture_ns(stream_ms if stream_ms >= 0 else None, arrival_ns)
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def software_trigger(source: FrameSource) -> Callable[[], None] | None:
+    """The `trigger()` of a camera that takes a frame on command (GenICam software trigger), looking through
+    wrappers (`Paced`); None for any other source."""
+    inner: Any = source
+    while inner is not None:
+        fire = getattr(inner, "trigger", None)
+        if callable(fire):
+            return fire  # type: ignore[no-any-return]
+        inner = getattr(inner, "source", None)
+    return None
 
 
 def open_source(camera: CameraConfig) -> FrameSource:
@@ -374,14 +435,24 @@ def open_source(camera: CameraConfig) -> FrameSource:
         return Paced(synthetic, camera.fps, read_first=True) if camera.fps else synthetic
     if camera.source == "folder":
         source = FolderSource(camera.uri, loop=camera.loop)
+    elif camera.source == "genicam":
+        from inspector.genicam import open_genicam  # lazy: Aravis (PyGObject) only where a GenICam camera is used
+
+        source = open_genicam(camera)
     else:
-        source = OpenCvSource(
-            camera.uri,
-            loop=camera.loop,
-            realtime=camera.realtime,
-            open_timeout_s=camera.open_timeout_s,
-            read_timeout_s=camera.read_timeout_s,
-        )
+
+        def make() -> OpenCvSource:
+            return OpenCvSource(
+                camera.uri,
+                loop=camera.loop,
+                realtime=camera.realtime,
+                open_timeout_s=camera.open_timeout_s,
+                read_timeout_s=camera.read_timeout_s,
+            )
+
+        source = make()
+        if source.live:  # a camera: newest frame only, a stall is a loss
+            source = Grabber(make, stall_timeout_s=camera.stall_timeout_s, name=camera.id)
     return Paced(source, camera.fps) if camera.fps else source
 
 

@@ -1,4 +1,5 @@
-"""Central types shared by every stage: `Frame`, `Detections`, `Thresholds`, `Verdict`, `Decision`.
+"""Central types shared by every stage: `Frame`, `Detections` (and `DetectionRecord`, one detection written out),
+`Thresholds`, `Verdict`, `Decision`, and the fail-safe rule (`is_failsafe`).
 
 Units: pixels in the original (camera) image, times in nanoseconds of `time.monotonic_ns()` unless a name
 says otherwise. Arrays are numpy; shapes are given in the docstrings.
@@ -7,16 +8,22 @@ says otherwise. Arrays are numpy; shapes are given in the docstrings.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from inspector.verdict import VerdictRecord
 
 __all__ = [
     "FAILSAFE_REASONS",
     "ClassThresholds",
     "Decision",
+    "DecisionFacts",
+    "DetectionRecord",
     "Detections",
     "Frame",
     "FrameSource",
@@ -24,6 +31,7 @@ __all__ = [
     "Thresholds",
     "Timings",
     "Verdict",
+    "is_failsafe",
 ]
 
 
@@ -116,33 +124,100 @@ class Detections:
         )
 
     @classmethod
-    def from_list(cls, rows: list[dict[str, Any]]) -> Detections:
-        """The inverse of `to_list` (`class_name` is not needed)."""
-        if not rows:
+    def from_records(cls, records: Iterable[DetectionRecord]) -> Detections:
+        """Detections from their records (names and `kept` are not needed)."""
+        records = list(records)
+        if not records:
             return cls.empty()
         return cls(
-            np.array([r["xyxy"] for r in rows], np.float32),
-            np.array([r["confidence"] for r in rows], np.float32),
-            np.array([r["class_id"] for r in rows], np.int64),
+            np.array([r.xyxy for r in records], np.float32),
+            np.array([r.confidence for r in records], np.float32),
+            np.array([r.class_id for r in records], np.int64),
         )
+
+    def to_records(self, names: dict[int, str] | None = None, kept: np.ndarray | None = None) -> list[DetectionRecord]:
+        """One `DetectionRecord` per box, named by `names` (else the class id); `kept` marks defects (default all)."""
+        names = names or {}
+        flags = [True] * len(self) if kept is None else [bool(k) for k in kept]
+        return [
+            DetectionRecord(
+                int(c), names.get(int(c), str(int(c))), float(s), (float(x1), float(y1), float(x2), float(y2)), k
+            )
+            for (x1, y1, x2, y2), s, c, k in zip(self.xyxy, self.confidence, self.class_id, flags, strict=True)
+        ]
+
+    @classmethod
+    def from_list(cls, rows: list[dict[str, Any]]) -> Detections:
+        """The inverse of `to_list` (`class_name` is not needed)."""
+        return cls.from_records(DetectionRecord.from_json(r) for r in rows)
 
     def to_list(self, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
         """JSON-ready list: `[{class_id, class_name, confidence, xyxy}]`, the one JSON shape of detections."""
-        names = names or {}
-        return [
-            {
-                "class_id": int(c),
-                "class_name": names.get(int(c), str(int(c))),
-                "confidence": round(float(s), 5),
-                "xyxy": [round(float(v), 2) for v in box],
-            }
-            for box, s, c in zip(self.xyxy, self.confidence, self.class_id, strict=True)
-        ]
+        return [r.to_json() for r in self.to_records(names)]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRecord:
+    """One detection written out: class id and name, score, box (x1, y1, x2, y2 in image pixels), and whether it
+    counted as a defect under the thresholds of the time (`kept`). The store's detections, the API's and the MQTT
+    `defects` are these; `to_json` is the JSON shape of a detection (`Detections.to_list`)."""
+
+    class_id: int
+    class_name: str
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+    kept: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """`{class_id, class_name, confidence, xyxy}`, rounded to what a detection means (1e-5, 0.01 px)."""
+        return {
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "confidence": round(self.confidence, 5),
+            "xyxy": [round(v, 2) for v in self.xyxy],
+        }
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> DetectionRecord:
+        """The inverse of `to_json` (a missing `class_name` becomes the class id)."""
+        cid = int(row["class_id"])
+        x1, y1, x2, y2 = (float(v) for v in row["xyxy"])
+        return cls(cid, str(row.get("class_name", cid)), float(row["confidence"]), (x1, y1, x2, y2))
 
 
 class Decision(enum.StrEnum):
     PASS = "pass"
     REJECT = "reject"
+
+
+# Reasons of a verdict decided without an inspection: the part missed its deadline (`uninspected`) or inspecting it
+# failed (`error`). Its detections say nothing about the part.
+# Reasons of a verdict decided without inspecting the part: missed its deadline, inspection failed, or (with a
+# golden reference) the frame did not register to it. Any of them makes the verdict fail-safe.
+FAILSAFE_REASONS = frozenset({"uninspected", "error", "unregistered"})
+
+
+def is_failsafe(reasons: Iterable[str]) -> bool:
+    """The fail-safe rule: a verdict whose reasons include a `FAILSAFE_REASONS` was decided without an inspection."""
+    return any(r in FAILSAFE_REASONS for r in reasons)
+
+
+class DecisionFacts:
+    """`rejected` and `failsafe`, for every record of a verdict (`Verdict`, `VerdictRecord`, the store's
+    `StoredVerdict`): what they say follows from `decision` and `reasons`, so it is written here once."""
+
+    __slots__ = ()
+    decision: Decision
+    reasons: list[str]
+
+    @property
+    def rejected(self) -> bool:
+        return self.decision == Decision.REJECT
+
+    @property
+    def failsafe(self) -> bool:
+        """Decided without inspection (deadline missed or error): its detections say nothing about the part."""
+        return is_failsafe(self.reasons)
 
 
 class ClassThresholds(BaseModel):
@@ -186,11 +261,6 @@ class Thresholds(BaseModel):
         return self.classes.get(name, self.default)
 
 
-# Reasons of a verdict decided without inspecting the part: missed its deadline, inspection failed, or (with a
-# golden reference) the frame did not register to it. Any of them makes the verdict fail-safe.
-FAILSAFE_REASONS = ("uninspected", "error", "unregistered")
-
-
 @dataclass(slots=True)
 class Timings:
     """Monotonic timestamps (ns) of one part's way through the pipeline; 0 means "not reached".
@@ -211,12 +281,15 @@ class Timings:
 
 
 @dataclass(slots=True)
-class Verdict:
+class Verdict(DecisionFacts):
     """The one answer for one part.
 
     reasons: class names that rejected it, or `uninspected` (deadline missed) / `error` (inspection failed) /
     `unregistered` (the frame did not register to the recipe's golden reference): `FAILSAFE_REASONS`.
     detections: everything the model found (after NMS), not only the kept defects; `kept` marks the defects.
+    names: the class names of the recipe that decided it (class id -> name), so that whoever writes the verdict
+        out names its defects as that recipe's model does. truth: the source's ground truth, if it knows it.
+    `to_record()` is the verdict as the store, the PLC and the JSON lines write it.
     """
 
     part_id: int
@@ -233,28 +306,14 @@ class Verdict:
     timings: Timings = field(default_factory=Timings)
     truth: Any = None
     image: np.ndarray | None = None
+    names: dict[int, str] = field(default_factory=dict)
 
-    @property
-    def rejected(self) -> bool:
-        return self.decision == Decision.REJECT
+    def to_record(self, now_ns: int | None = None, now_wall: float | None = None) -> VerdictRecord:
+        """The verdict written out (`inspector.verdict.VerdictRecord`); `now_ns` / `now_wall` pin the clocks
+        (`time.monotonic_ns()`, `time.time()`) that turn its monotonic stamps into wall-clock times."""
+        from inspector.verdict import VerdictRecord  # verdict.py builds on this module
 
-    @property
-    def failsafe(self) -> bool:
-        return any(reason in FAILSAFE_REASONS for reason in self.reasons)
-
-    def defects(self, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
-        """The kept defects as `[{class, confidence, xyxy}]`."""
-        names = names or {}
-        out = []
-        for box, score, cid in self.detections[self.kept] if len(self.kept) else []:
-            out.append(
-                {
-                    "class": names.get(cid, str(cid)),
-                    "confidence": round(score, 4),
-                    "xyxy": [round(float(v), 1) for v in box],
-                }
-            )
-        return out
+        return VerdictRecord.of(self, now_ns, now_wall)
 
 
 class SourceError(Exception):

@@ -24,8 +24,8 @@ _OVERLOAD_CLEARS_AFTER_NS = 10e9  # the overload alarm clears once no part faile
 class Watchdog:
     """The deadlines heap, its thread (`run`) and fail-safe verdicts (`fail`).
 
-    active: the active recipe (read once per failed part); emit: hands a verdict to the dispatch thread;
-    done: the line has finished (the thread returns).
+    active: the active recipe (for a failed part not yet bound to one: a trigger waiting for its frame);
+    emit: hands a verdict to the dispatch thread; done: the line has finished (the thread returns).
     """
 
     def __init__(
@@ -88,8 +88,9 @@ class Watchdog:
 
     def fail(self, part: Part, reason: str, recipe: Recipe | None = None, why: str | None = None) -> None:
         """Close `part` with a fail-safe verdict (`uninspected`, `error` or `unregistered`) unless it was already
-        decided. Not inspected (`uninspected`, `unregistered`): `failsafe_decision`; failed inspection: `on_error`."""
-        recipe = recipe or self._active()
+        decided. Not inspected (`uninspected`, `unregistered`): `failsafe_decision`; failed inspection: `on_error`.
+        It is the verdict of `recipe`, else of the part's own (bound at capture), else of the active one."""
+        recipe = recipe or part.recipe or self._active()
         thresholds = recipe.thresholds.get()
         uninspected = reason in {"uninspected", "unregistered"}
         decision = self.config.failsafe_decision if uninspected else thresholds.on_error

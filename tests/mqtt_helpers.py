@@ -295,6 +295,7 @@ def make_verdict(
     latency_ms: float = 12.0,
     camera_id: str = "cam0",
     defects: int = 0,
+    names: dict[int, str] | None = None,
 ) -> Verdict:
     """A decided part as the pipeline would hand it to the sink, with its gate deadline `gate_s` from now."""
     now = time.monotonic_ns()
@@ -318,6 +319,7 @@ def make_verdict(
         deadline_ns=None if gate_s is None else now + int(gate_s * 1e9),
         timings=Timings(captured_ns=now - int(latency_ms * 1e6), decided_ns=now),
         truth=truth,
+        names=names or {},
     )
 
 

@@ -398,8 +398,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
     )
     store = Store(config.store, {0: "rect", 1: "circle"})
     line_thresholds = LineThresholds.from_config(config, store)
-    line = build_line(config, sinks=[store], thresholds=line_thresholds)
-    pipeline = line.pipeline
+    pipeline = build_line(config, sinks=[store], thresholds=line_thresholds)
     assert pipeline.names == {0: "rect", 1: "circle"}
     assert pipeline.thresholds is line_thresholds.holder("default")  # one holder: the pipeline reads what is edited
     deps = AppDeps(
@@ -412,7 +411,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
         events_interval_s=0.25,
     )
     app = create_app(deps)
-    line.start()
+    pipeline.start()
     try:
         with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as c:
             wait_for(lambda: c.get("/api/stats").json()["ledger"].get("decided", 0) >= 12, 120, what="12 parts")
@@ -448,5 +447,5 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
             metrics = c.get("/metrics").text
             assert "inspector_parts_decided_total" in metrics and "inspector_thresholds_version 2.0" in metrics
     finally:
-        assert line.stop(timeout=30)
+        assert pipeline.stop(timeout=30)
         store.close()

@@ -56,6 +56,7 @@ def test_schema_is_complete(served: Dashboard) -> None:
         "/api/thresholds/preview": {"post"},
         "/api/thresholds/history": {"get"},
         "/api/audit": {"get"},
+        "/api/recipe": {"get", "post"},
         "/api/events": {"get"},
         "/api/login": {"post"},
         "/api/logout": {"post"},

@@ -178,8 +178,7 @@ def test_build_line_loads_one_detector_per_session_and_recipes_lazily(yolov8n_on
             "recipes": {"other": {"model": {"path": str(yolov8n_onnx)}, "thresholds": {"version": 5}}},
         }
     )
-    line = build_line(config)
-    pipeline = line.pipeline
+    pipeline = build_line(config)
     assert pipeline.n_workers == 2 and pipeline.recipe == "default"
     assert pipeline.names == {0: "rect", 1: "circle"}
     pipeline.set_recipe("other")

@@ -498,14 +498,14 @@ def test_a_login_flood_makes_no_part_fail_safe(tmp_path: Path) -> None:
                     depth.append(metric_values(c)["inspector_login_hash_queue_depth"])
 
             with flood(url, FLOOD_S, FLOOD_THREADS) as run:
-                before = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
+                before = service.pipeline.stats()["ledger"]  # type: ignore[union-attr]
                 first_seq = max(v["seq"] for v in rec.payloads("verdict"))
                 sampler = threading.Thread(target=sample)
                 sampler.start()
                 codes = run()
                 sampling.set()
                 sampler.join()
-                after = service.line.pipeline.stats()["ledger"]  # type: ignore[union-attr]
+                after = service.pipeline.stats()["ledger"]  # type: ignore[union-attr]
 
             assert codes.get("429", 0) > 0 and codes.get("401", 0) > 0, codes
             assert set(codes) <= {"401", "429", "503"}, codes  # nothing else: no 5xx but "busy", no dropped connection

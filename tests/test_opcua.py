@@ -248,7 +248,7 @@ def test_recipe_switch_by_method_call(line: tuple[EdgeService, SwitchableSource]
             assert await active.read_value() == "default"  # prepared, not active yet
             assert await recipes.call_method(f"{idx}:ActivateRecipe", "") == 0
             assert await active.read_value() == "strict"
-            assert service.line is not None and service.line.pipeline.recipe == "strict"
+            assert service.pipeline is not None and service.pipeline.recipe == "strict"
 
             events = await subscribe_results(client, system, idx)
             job_id = await start_job(system, idx, "777", recipe="strict")
@@ -261,7 +261,7 @@ def test_recipe_switch_by_method_call(line: tuple[EdgeService, SwitchableSource]
             assert (event.JobId, event.InternalRecipeId, event.ThresholdsVersion) == (job_id, "strict", 7)
 
             assert await recipes.call_method(f"{idx}:ActivateRecipe", "default") == 0
-            assert service.line.pipeline.recipe == "default"
+            assert service.pipeline.recipe == "default"
 
     run(scenario())
 
@@ -296,7 +296,7 @@ def test_state_goes_to_error_when_the_camera_is_lost_and_back(line: tuple[EdgeSe
             current = await vsm.get_child(["0:CurrentState"])
             assert await vsm.call_method(f"{idx}:Halt", 0, "changeover") == 0
             assert await wait_until(state_is(current, "Halted"))
-            assert service.line is not None and service.line.pipeline.paused
+            assert service.pipeline is not None and service.pipeline.paused
             assert await vsm.call_method(f"{idx}:Reset", 0, "") == 0
             assert await wait_until(state_is(current, "Operational"))
 
@@ -399,7 +399,7 @@ def test_mailbox_never_blocks_and_counts_what_it_drops() -> None:
     woken = threading.Event()
     box = Mailbox(3)
     box.wake = woken.set
-    results = [PartResult.of(Verdict(part_id=i, decision=Decision.PASS, seq=i), {}) for i in range(5)]
+    results = [PartResult.of(Verdict(part_id=i, decision=Decision.PASS, seq=i)) for i in range(5)]
     for result in results:
         box.put(result)
     assert woken.is_set() and box.dropped == 2

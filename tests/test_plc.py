@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -34,9 +33,7 @@ from inspector.plc import (
     parse_command,
     parse_mqtt_url,
     redact_url,
-    truth_flag,
 )
-from inspector.types import Detections
 from tests.mqtt_helpers import (
     WAIT_S,
     Publisher,
@@ -192,46 +189,33 @@ def test_retained_commands_are_refused() -> None:
     assert exc.value.kind == "retained"
 
 
-@pytest.mark.parametrize(
-    ("truth", "flag"),
-    [
-        (None, None),
-        (True, True),
-        (False, False),
-        (np.bool_(True), True),
-        (0, False),
-        (1, True),
-        ({"defective": True}, True),
-        ({"boxes": []}, False),
-        ({"boxes": [[1, 2, 3, 4]]}, True),
-        ({}, None),
-        ([], False),
-        ([("short", 1)], True),
-        (np.zeros((0, 4)), False),
-        (np.ones((2, 4)), True),
-        (Detections.empty(), False),
-    ],
-)
-def test_truth_flag(truth: Any, flag: bool | None) -> None:
-    assert truth_flag(truth) is flag
-
-
 def test_schemas_are_valid_json_schemas() -> None:
     for name in SCHEMAS:
         Draft202012Validator.check_schema(load_schema(name))
 
 
 def test_contract_needs_no_paho_and_old_import_paths_still_work() -> None:
-    """`inspector.plc.contract` (topics, payloads, command parsing) imports without paho; `inspector.broker` and
-    `inspector.plc.truth_flag` are the same objects as before the package split."""
+    """`inspector.plc.contract` (topics, payloads, command parsing) imports without paho; `inspector.broker` is the
+    same object as before the package split."""
     code = (
         "import sys\n"
-        "from inspector.plc import Topics, parse_command, truth_flag, verdict_payload\n"
+        "from inspector.plc import Topics, parse_command, verdict_payload\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'paho'], 'paho imported'\n"
-        "import inspector.broker, inspector.plc.broker, inspector.truth\n"
+        "import inspector.broker, inspector.plc.broker\n"
         "from inspector import broker\n"
         "assert inspector.broker is inspector.plc.broker is broker\n"
-        "assert truth_flag is inspector.truth.truth_flag\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_production_link_does_not_import_the_ground_truth() -> None:
+    """Ground truth is the demo's and the simulator's business (`inspector.truth`); the link only passes on the flag
+    a verdict record carries."""
+    code = (
+        "import sys\n"
+        "import inspector.plc.link, inspector.service\n"
+        "assert 'inspector.plc.link' in sys.modules\n"
+        "assert 'inspector.truth' not in sys.modules, 'inspector.truth imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
 
@@ -245,9 +229,11 @@ def test_link_needs_a_url() -> None:
 
 
 def test_reject_and_verdict_for_every_part(broker: EmbeddedBroker, recorder: Recorder) -> None:
-    link = start_link(broker.url, names={0: "short"})
+    link = start_link(broker.url)
     try:
-        verdicts = [make_verdict(i, reject=i % 2 == 1, gate_s=3.0, truth=i % 2 == 1) for i in range(6)]
+        verdicts = [
+            make_verdict(i, reject=i % 2 == 1, gate_s=3.0, truth=i % 2 == 1, names={0: "short"}) for i in range(6)
+        ]
         for v in verdicts:
             link.handle(v)
         rejects = recorder.wait_count("reject", 6)

@@ -264,13 +264,11 @@ def test_report_matches_the_truth_with_the_real_pipeline(broker: EmbeddedBroker,
         model=ModelConfig(path=yolo11n_onnx, conf=0.05),
         pipeline=PipelineConfig(gate_ms=3000.0),
     )
-    line = build_line(config, source=Paced(SyntheticSource(synthetic, limit=parts), 8, read_first=True))
-    pipeline = line.pipeline
+    pipeline = build_line(config, source=Paced(SyntheticSource(synthetic, limit=parts), 8, read_first=True))
     link = PlcLink(
         mqtt_config(broker.url),
         "camP",
         commands=pipeline,
-        names=pipeline.names,
         status=lambda: {"ready": pipeline.ready(), "counters": pipeline.ledger.snapshot()},
     )
     pipeline.add_sink(link)
@@ -279,12 +277,12 @@ def test_report_matches_the_truth_with_the_real_pipeline(broker: EmbeddedBroker,
     with Recorder(broker.url, ["inspector/line1/camP/#"]) as rec:
         sim = PlcSimulator(broker.url, camera="camP", rate=8, gate_ms=3000, parts=parts, grace_s=0.5)
         sim.start()
-        line.start()
+        pipeline.start()
         try:
             assert sim.wait(90), sim.report()
         finally:
             report = sim.stop()
-            line.stop()
+            pipeline.stop()
             link.stop()
         verdicts = {v["part_id"]: v for v in rec.payloads("verdict")}
         rejects = {r["part_id"]: r["reject"] for r in rec.payloads("reject")}

@@ -113,3 +113,12 @@ def test_a_stats_dict_that_cannot_be_read_costs_only_its_own_metrics() -> None:
     assert "inspector_up 1.0" in text.splitlines()
     assert "inspector_store_rows_written_total 4.0" in text.splitlines()
     assert "inspector_parts_seen_total" not in text
+
+
+def test_a_live_cameras_grabber_counts_are_new_metrics_beside_the_old_ones() -> None:
+    camera = {"connected": False, "reconnects": 2, "lost": 3, "frames_grabbed": 500, "frames_skipped": 420}
+    text = render(line_registry(LineCollector(lambda: {**STATS, "camera": camera})))
+    new = {f"inspector_camera_{k}_total" for k in ("lost", "frames_grabbed", "frames_skipped")}
+    assert sample_names(text) >= new | {"inspector_camera_connected", "inspector_camera_reconnects_total"}
+    assert "inspector_camera_frames_skipped_total 420.0" in text.splitlines()
+    assert "inspector_camera_lost_total 3.0" in text.splitlines()

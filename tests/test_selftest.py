@@ -278,7 +278,7 @@ def test_run_with_a_fallback_inspects_on_it_and_raises_the_alarm(
     with pytest.raises(SelfTestError, match="failed its self-test"):
         build_line(config)
     config = config.model_copy(update={"model": config.model.model_copy(update={"fallback": small_fp32})})
-    stats = build_line(config).pipeline.stats()
+    stats = build_line(config).stats()
     assert stats["model"]["file"] == "pcb.onnx" and stats["model"]["fallback"] is True
     assert stats["model"]["selftest"]["status"] == "passed"
     assert [a["name"] for a in stats["alarms"]] == ["model_fallback"]

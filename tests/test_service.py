@@ -146,11 +146,11 @@ def test_edge_service_end_to_end_thresholds_survive_a_restart(tmp_path: Path, se
     assert service.stop() is True  # idempotent: nothing left to do, nothing raised
     assert not service.broker.running and service.done
     before = {(p["part_id"], p["seq"]) for p in rec.payloads("verdict")}
-    assert len(before) == service.line.pipeline.ledger.snapshot()["decided"]  # every decided part was published
+    assert len(before) == service.pipeline.ledger.snapshot()["decided"]  # every decided part was published
 
     # Restart on the same store: QA's last edit is back, with its own version number.
     again = start(services, config)
-    holder = again.line.pipeline.thresholds  # type: ignore[union-attr]
+    holder = again.pipeline.thresholds  # type: ignore[union-attr]
     assert holder.get() == Thresholds.model_validate({**edit2, "version": 3})
     assert again.first_password is None  # the first-start account is remembered, its password not shown again
     assert again.broker is not None and again.broker.running
@@ -171,7 +171,7 @@ def test_edge_service_end_to_end_thresholds_survive_a_restart(tmp_path: Path, se
     # An integrator's new thresholds in the config win over QA's edits when their version is higher.
     integrator = {"version": 10, "default": {"min_confidence": 0.3}}
     third = start(services, service_config(tmp_path, thresholds=integrator, mqtt={"enabled": False}))
-    assert third.line.pipeline.thresholds.get() == Thresholds.model_validate(integrator)  # type: ignore[union-attr]
+    assert third.pipeline.thresholds.get() == Thresholds.model_validate(integrator)  # type: ignore[union-attr]
     assert third.stop() is True
 
 

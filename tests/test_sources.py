@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from inspector.config import CameraConfig, PipelineConfig
+from inspector.grabber import Grabber
 from inspector.pipeline import Pipeline
 from inspector.sources import Backoff, FolderSource, MemorySource, OpenCvSource, Paced, load_frames, open_source
 from inspector.types import FrameSource, SourceError
@@ -223,9 +224,12 @@ def test_open_source_builds_each_kind(tmp_path: Path) -> None:
     folder = open_source(CameraConfig(source="folder", uri=str(tmp_path), loop=True))
     assert isinstance(folder, FolderSource) and folder.loop
     paced = open_source(CameraConfig(source="opencv", uri="rtsp://10.0.0.9/s", fps=5))
-    assert isinstance(paced, Paced) and isinstance(paced.source, OpenCvSource) and paced.source.kind == "stream"
+    assert isinstance(paced, Paced) and isinstance(paced.source, Grabber)  # a live camera: newest frame only
+    assert isinstance(paced.source.make_source(), OpenCvSource) and paced.source.make_source().kind == "stream"
     usb = open_source(CameraConfig(source="opencv", uri="0"))
-    assert isinstance(usb, OpenCvSource) and usb.kind == "usb"
+    assert isinstance(usb, Grabber) and usb.stall_timeout_s == 2.0 and usb.make_source().kind == "usb"
+    video = open_source(CameraConfig(source="opencv", uri=str(tmp_path / "v.avi")))
+    assert isinstance(video, OpenCvSource) and video.kind == "file"  # read as fast as it decodes: no grabber
     synthetic = open_source(CameraConfig(source="synthetic", fps=10))
     assert isinstance(synthetic, Paced) and synthetic.read_first and isinstance(synthetic, FrameSource)
     assert type(synthetic.source).__name__ == "SyntheticSource"

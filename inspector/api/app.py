@@ -19,7 +19,7 @@ from inspector.api.deps import AppDeps
 from inspector.api.headers import SecurityHeaders
 from inspector.api.json_strict import NonFiniteJsonGuard
 from inspector.api.openapi import finish_schema
-from inspector.api.routes import auth, status, thresholds, verdicts
+from inspector.api.routes import auth, recipe, status, thresholds, verdicts
 from inspector.api.routes.auth import EDITOR_ROUTES
 from inspector.api.schemas import E401
 from inspector.api.security import authenticator, login_guard
@@ -38,6 +38,8 @@ _ROUTERS: tuple[tuple[APIRouter, bool], ...] = (
     (verdicts.router, True),
     (thresholds.router, True),
     (thresholds.editor_router, False),
+    (recipe.router, True),
+    (recipe.editor_router, False),
     (stream.router, True),
 )
 
@@ -71,7 +73,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.add_middleware(NonFiniteJsonGuard)
     docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     app.add_middleware(SecurityHeaders, docs_paths=docs)
-    required = {("put", "/api/thresholds"), *EDITOR_ROUTES}  # the session is optional on the other routes
+    # The session is optional on the other routes.
+    required = {("put", "/api/thresholds"), ("post", "/api/recipe"), *EDITOR_ROUTES}
     finish_schema(app, deps.current_names, required=required, all_required=deps.config.login_to_view)
     return app
 

@@ -9,12 +9,12 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from inspector.api.deps import AppDeps
 from inspector.api.schemas import AuditOut, ChangeOut, DetectionOut, VerdictDetailOut, VerdictOut
 from inspector.redact import redact_obj
 from inspector.store import AuditRecord, StoredVerdict
-from inspector.types import Decision
 
 __all__ = ["audit_out", "image_url", "plain", "stats_payload", "verdict_detail", "verdict_out"]
 
@@ -74,37 +74,19 @@ def image_url(v: StoredVerdict) -> str | None:
 
 
 def _verdict_fields(v: StoredVerdict) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "part_id": v.part_id,
-        "seq": v.seq,
-        "camera_id": v.camera_id,
-        "ts": v.ts,
-        "decision": Decision(v.decision),
-        "reasons": v.reasons,
-        "thresholds_version": v.thresholds_version,
-        "recipe": v.recipe,
-        "model_sha256": v.model_sha256,
-        "latency_ms": v.latency_ms,
-        "n_detections": v.n_detections,
-        "n_kept": v.n_kept,
-        "image_url": image_url(v),
-    }
+    """The answer's fields of a stored verdict: the record's own, and where its image is served."""
+    fields = {name: getattr(v, name) for name in VerdictOut.model_fields if name != "image_url"}
+    return {**fields, "image_url": image_url(v)}
 
 
-def verdict_out(v: StoredVerdict) -> VerdictOut:
-    """A stored verdict as listed and streamed."""
+def verdict_out(v: StoredVerdict) -> BaseModel:
+    """A stored verdict as listed and streamed (`VerdictOut`)."""
     return VerdictOut(**_verdict_fields(v))
 
 
-def verdict_detail(v: StoredVerdict) -> VerdictDetailOut:
-    """A stored verdict with all its detections."""
-    detections = [
-        DetectionOut(
-            class_id=d.class_id, class_name=d.class_name, confidence=d.confidence, xyxy=list(d.xyxy), kept=d.kept
-        )
-        for d in v.detections or []
-    ]
+def verdict_detail(v: StoredVerdict) -> BaseModel:
+    """A stored verdict with all its detections (`VerdictDetailOut`)."""
+    detections = [DetectionOut(**dataclasses.asdict(d)) for d in v.detections or []]
     return VerdictDetailOut(**_verdict_fields(v), detections=detections)
 
 
@@ -136,7 +118,7 @@ def _effective(thresholds: dict[str, Any], class_names: list[str]) -> dict[str, 
     }
 
 
-def audit_out(r: AuditRecord, class_names: list[str]) -> AuditOut:
+def audit_out(r: AuditRecord, class_names: list[str]) -> BaseModel:
     """An audit record with the leaf fields its change touched, as each class saw them."""
     changes = _diff(_effective(r.old, class_names), _effective(r.new, class_names)) if r.old and r.new else []
     return AuditOut(**dataclasses.asdict(r), changes=changes)

@@ -33,6 +33,10 @@ class AppDeps:
     config: the dashboard section of the line config.
     users: accounts to use; None means `config.users`, and when that is empty too a first-start editor account
         is created (see `inspector.auth.bootstrap_users`; call it yourself first to print the password nicely).
+    recipes: the `/api/recipe` answer (`routes.recipe.RecipeState` as a dict: active recipe, its classes and
+        colours, every recipe, the last switch); None: the active recipe's name and classes only.
+    switch_recipe: `(name, source) -> switch` (a `changeover.Switch` as a dict), raising KeyError for an unknown
+        recipe; None: the line cannot switch (404).
     health: extra facts for `/api/health` (broker connected, camera open, ...).
     metrics: extra Prometheus exposition text appended to `/metrics` (e.g. histograms kept by the stats module).
     preview_parts: how many stored parts a preview re-decides unless the request says otherwise.
@@ -47,6 +51,8 @@ class AppDeps:
     recipe: str | Callable[[], str] = "default"
     config: DashboardConfig = field(default_factory=DashboardConfig)
     users: dict[str, UserConfig] | None = None
+    recipes: Callable[[], dict[str, Any]] | None = None
+    switch_recipe: Callable[[str, str], dict[str, Any]] | None = None
     health: Callable[[], dict[str, Any]] | None = None
     metrics: Callable[[], str] | None = None
     preview_parts: int = 200

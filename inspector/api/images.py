@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
@@ -10,15 +12,29 @@ from inspector.store import StoredDetection
 __all__ = ["annotate", "jpeg"]
 
 
-def annotate(image: np.ndarray, detections: list[StoredDetection]) -> np.ndarray:
-    """Draw the boxes on a copy of `image`: defects (kept) thick red with class and score, others thin grey."""
+_DEFECT_BGR = (40, 40, 230)  # red: a defect of a class without a colour
+
+
+def _bgr(colour: str) -> tuple[int, int, int]:
+    """#rrggbb as OpenCV's (b, g, r)."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return b, g, r
+
+
+def annotate(
+    image: np.ndarray, detections: list[StoredDetection], colours: Mapping[str, str] | None = None
+) -> np.ndarray:
+    """Draw the boxes on a copy of `image`: defects (kept) thick, in their class's colour (`colours`: class name ->
+    #rrggbb, the recipe's; red without one) with class and score; others thin grey."""
+    colours = colours or {}
     out = image.copy()
     scale = max(out.shape[:2]) / 640.0
     thick = max(1, round(2 * scale))
     font = max(0.4, 0.5 * scale)
     for d in sorted(detections, key=lambda d: d.kept):  # defects drawn last, on top
         x1, y1, x2, y2 = (round(v) for v in d.xyxy)
-        color = (40, 40, 230) if d.kept else (170, 170, 170)
+        own = colours.get(d.class_name)
+        color = (_bgr(own) if own else _DEFECT_BGR) if d.kept else (170, 170, 170)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick if d.kept else 1)
         if d.kept:
             label = f"{d.class_name} {d.confidence:.2f}"

@@ -1,11 +1,19 @@
-"""The dashboard API's request and response models (pydantic), and the error answers routes declare."""
+"""The dashboard API's request and response models (pydantic), and the error answers routes declare.
+
+The verdict and audit answers are generated from the store's records (`StoredVerdict`, `AuditRecord`), so a field
+added to a verdict record reaches the API without being copied here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from inspector.store import AuditRecord, StoredVerdict
 from inspector.types import Decision, Thresholds
 
 __all__ = [
@@ -77,25 +85,34 @@ class DetectionOut(BaseModel):
     kept: bool = Field(description="counted as a defect under the thresholds of the time")
 
 
-class VerdictOut(BaseModel):
-    id: int = Field(description="store id (use as `before` to page back)")
-    part_id: int
-    seq: int
-    camera_id: str
-    ts: float = Field(description="capture time, seconds since the epoch")
-    decision: Decision
-    reasons: list[str]
-    thresholds_version: int
-    recipe: str
-    model_sha256: str
-    latency_ms: float | None
-    n_detections: int
-    n_kept: int
-    image_url: str | None = Field(description="annotated JPEG, when the image was kept")
+def record_fields(
+    record: type, *, drop: Collection[str] = (), descriptions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A record's (dataclass') fields as pydantic field definitions, in its order: their types, all required, with
+    the description a field carries (`metadata["description"]`) unless `descriptions` gives the API's own."""
+    hints = typing.get_type_hints(record)
+    descriptions = descriptions or {}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        if f.name not in drop:
+            description = descriptions.get(f.name, f.metadata.get("description"))
+            out[f.name] = (hints[f.name], Field(description=description) if description else ...)
+    return out
 
 
-class VerdictDetailOut(VerdictOut):
-    detections: list[DetectionOut]
+_stored = record_fields(
+    StoredVerdict, drop={"image", "detections"}, descriptions={"id": "store id (use as `before` to page back)"}
+)
+# A stored verdict as listed: the store id first, the record's fields, then where its image is served.
+VerdictOut: type[BaseModel] = create_model(
+    "VerdictOut",
+    id=_stored.pop("id"),
+    **_stored,
+    image_url=(str | None, Field(description="annotated JPEG, when the image was kept")),
+)
+VerdictDetailOut: type[BaseModel] = create_model(
+    "VerdictDetailOut", __base__=VerdictOut, detections=(list[DetectionOut], ...)
+)
 
 
 class VerdictPage(BaseModel):
@@ -169,17 +186,15 @@ class ChangeOut(BaseModel):
     new: Any
 
 
-class AuditOut(BaseModel):
-    id: int
-    ts: float
-    user: str
-    action: str
-    old_version: int | None
-    new_version: int | None
-    comment: str
-    changes: list[ChangeOut] = Field(description="leaf fields that differ between old and new")
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
+_audit = record_fields(AuditRecord)
+_before_after = {name: _audit.pop(name) for name in ("old", "new")}
+# An audit record with the leaf fields its change touched, listed before the full JSON before and after.
+AuditOut: type[BaseModel] = create_model(
+    "AuditOut",
+    **_audit,
+    changes=(list[ChangeOut], Field(description="leaf fields that differ between old and new")),
+    **_before_after,
+)
 
 
 class AuditPage(BaseModel):

@@ -106,9 +106,9 @@ class PartResult:
     created: datetime.datetime
 
     @classmethod
-    def of(cls, verdict: Verdict, names: Mapping[int, str] | None, job_id: str = "") -> PartResult:
+    def of(cls, verdict: Verdict, job_id: str = "") -> PartResult:
         state = RESULT_OK if not verdict.rejected else RESULT_FAILSAFE if verdict.failsafe else RESULT_REJECT
-        classes = tuple(dict.fromkeys(d["class"] for d in verdict.defects(dict(names) if names else None)))
+        classes = tuple(dict.fromkeys(d["class"] for d in verdict.to_record().defects()))
         return cls(
             result_id=f"{verdict.camera_id}-{verdict.seq}",
             part_id=int(verdict.part_id),

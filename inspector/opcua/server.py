@@ -40,7 +40,7 @@ class OpcuaServer:
     commands: the pipeline's command handler (trigger, pause, resume, set_recipe), as the PLC link gets it.
     status: the line's state, cheap (called every `status_period_s` on the server's thread):
         `{"running", "camera_connected", "camera_failures", "paused", "ready", "triggered", "recipe"}`.
-    recipes: the recipe names of the line config. names: class id -> name (the service keeps it per recipe).
+    recipes: the recipe names of the line config.
     After `start()`: `endpoint` (`opc.tcp://host:port/path`, with the port actually bound).
     """
 
@@ -52,13 +52,11 @@ class OpcuaServer:
         commands: PlcCommands,
         status: Callable[[], dict[str, Any]],
         recipes: list[str],
-        names: dict[int, str] | None = None,
     ) -> None:
         self.config = config
         self.commands = commands
         self.status = status
         self.recipes = list(recipes)
-        self.names = dict(names or {})
         self.endpoint = ""
         self.mailbox = Mailbox(config.queue_size)
         self.jobs = Jobs()
@@ -114,7 +112,7 @@ class OpcuaServer:
             self._model_error = "the model could not inspect a part"
         elif not verdict.failsafe:
             self._model_error = ""
-        self.mailbox.put(PartResult.of(verdict, self.names, self.jobs.finish(int(verdict.part_id))))
+        self.mailbox.put(PartResult.of(verdict, self.jobs.finish(int(verdict.part_id))))
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,6 @@ from inspector.plc.contract import (
     reject_payload,
     verdict_payload,
 )
-from inspector.truth import truth_flag
 
 if TYPE_CHECKING:
     from inspector.plc.broker import BrokerError, EmbeddedBroker, find_mosquitto, free_port
@@ -57,7 +56,6 @@ __all__ = [
     "parse_mqtt_url",
     "redact_url",
     "reject_payload",
-    "truth_flag",
     "verdict_payload",
 ]
 

@@ -167,7 +167,7 @@ class Connection:
         if properties is False:  # its gate has passed
             return
         qos = self.config.qos
-        info = client.publish(item.topic, item.payload, qos=qos, properties=properties)
+        info = client.publish(item.topic, item.payload, qos=qos, retain=item.retain, properties=properties)
         with self.lock:
             if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                 # Socket gone before paho noticed: stop draining until on_connect; QoS 0 is not kept by paho.

@@ -7,7 +7,8 @@ Topics live under `<prefix>/<line>/<camera>/`:
                        expiry = the time left until the part reaches the reject gate
     status     QoS 1, retained   `online` birth on connect, `offline` last will and on a clean stop
     heartbeat  QoS 0   every `heartbeat_s`: ready, ledger counters, processing time min/avg/max, link counters
-    events     QoS 1   threshold changes, recipe switches, accepted commands, alarms
+    events     QoS 1   threshold changes, recipe switches, accepted commands, alarms, camera lost / back
+    camera     QoS 1, retained   the camera's state: `up` or `lost`, with the reason
     cmd/trigger, cmd/pause, cmd/resume, cmd/recipe      PLC -> inspector
     cmd/error  QoS 1   the answer to a malformed command
 
@@ -25,8 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
-from inspector.truth import truth_flag
-from inspector.types import Verdict
+from inspector.verdict import VerdictRecord, wall_from_monotonic_ns
 
 __all__ = [
     "COMMANDS",
@@ -37,6 +37,7 @@ __all__ = [
     "PlcCommands",
     "ProcessingWindow",
     "Topics",
+    "camera_payload",
     "command_error_payload",
     "dumps",
     "event_payload",
@@ -58,7 +59,7 @@ _TOPIC_PART_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of one payload (`verdict`, `reject`, `status`, `heartbeat`, `event`, `cmd_error`,
+    """The JSON Schema of one payload (`verdict`, `reject`, `status`, `heartbeat`, `event`, `camera`, `cmd_error`,
     `cmd_trigger`, `cmd_recipe`, `cmd_pause`, `cmd_resume`) from `inspector/schemas/`."""
     text = resources.files("inspector").joinpath("schemas", f"{name}.json").read_text(encoding="utf-8")
     return dict(json.loads(text))
@@ -103,6 +104,10 @@ class Topics:
         return self.root + "events"
 
     @property
+    def camera(self) -> str:
+        return self.root + "camera"
+
+    @property
     def cmd(self) -> str:
         """Prefix of the command topics (`cmd/trigger` etc.)."""
         return self.root + "cmd/"
@@ -118,57 +123,38 @@ class Topics:
 # -- payloads ----------------------------------------------------------------------------------------------------
 
 
-def wall_from_monotonic_ns(mono_ns: int, now_mono_ns: int | None = None, now_wall: float | None = None) -> float:
-    """Unix time (s) of a `time.monotonic_ns()` instant, rounded to the millisecond."""
-    now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
-    now_wall = time.time() if now_wall is None else now_wall
-    return round(now_wall + (mono_ns - now_mono_ns) / 1e9, 3)
-
-
-def verdict_payload(
-    verdict: Verdict,
-    *,
-    line: str,
-    names: Mapping[int, str] | None = None,
-    gate_ts: float | None = None,
-    now_ns: int | None = None,
-    now_wall: float | None = None,
-) -> dict[str, Any]:
-    """The `verdict` message of one part (schema `verdict.json`)."""
-    now_ns = time.monotonic_ns() if now_ns is None else now_ns
-    now_wall = time.time() if now_wall is None else now_wall
-    decided = verdict.timings.decided_ns or now_ns
+def verdict_payload(record: VerdictRecord, *, line: str, gate_ts: float | None = None) -> dict[str, Any]:
+    """The `verdict` message of one part (schema `verdict.json`): its record, as the contract names the fields."""
     payload: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "part_id": int(verdict.part_id),
-        "seq": int(verdict.seq),
-        "ts": wall_from_monotonic_ns(decided, now_ns, now_wall),
+        "part_id": record.part_id,
+        "seq": record.seq,
+        "ts": record.decided_ts,
         "line": line,
-        "camera": verdict.camera_id,
-        "decision": str(verdict.decision.value),
-        "reasons": [str(r) for r in verdict.reasons],
-        "failsafe": verdict.failsafe,
-        "defects": verdict.defects(dict(names) if names else None),
-        "model": verdict.model_sha256,
-        "recipe": verdict.recipe,
-        "thresholds_version": int(verdict.thresholds_version),
-        "latency_ms": round(verdict.timings.latency_ms(), 3),
+        "camera": record.camera_id,
+        "decision": record.decision.value,
+        "reasons": record.reasons,
+        "failsafe": record.failsafe,
+        "defects": record.defects(),
+        "model": record.model_sha256,
+        "recipe": record.recipe,
+        "thresholds_version": record.thresholds_version,
+        "latency_ms": round(record.latency_ms or 0.0, 3),
         "gate_ts": gate_ts,
     }
-    truth = truth_flag(verdict.truth)
-    if truth is not None:
-        payload["truth"] = truth
+    if record.truth is not None:
+        payload["truth"] = record.truth
     return payload
 
 
-def reject_payload(verdict: Verdict, *, gate_ts: float | None, now_wall: float | None = None) -> dict[str, Any]:
+def reject_payload(record: VerdictRecord, *, gate_ts: float | None, now_wall: float | None = None) -> dict[str, Any]:
     """The flat `reject` message a PLC acts on (schema `reject.json`); sent for passes too (`reject: false`)."""
     return {
-        "part_id": int(verdict.part_id),
-        "reject": verdict.rejected,
-        "reason": str(verdict.reasons[0]) if verdict.rejected and verdict.reasons else "",
+        "part_id": record.part_id,
+        "reject": record.rejected,
+        "reason": record.reasons[0] if record.rejected and record.reasons else "",
         "gate_ts": gate_ts,
-        "seq": int(verdict.seq),
+        "seq": record.seq,
         "ts": round(time.time() if now_wall is None else now_wall, 3),
     }
 
@@ -212,6 +198,21 @@ def event_payload(event: Mapping[str, Any], *, seq: int) -> dict[str, Any]:
     }
     payload.update({k: v for k, v in event.items() if k not in payload})
     return payload
+
+
+def camera_payload(change: Mapping[str, Any], *, camera: str) -> dict[str, Any]:
+    """The retained `camera` message (schema `camera.json`) for one camera state change from the pipeline:
+    `{"state": "up" | "lost" | "back", "reason", "source", "since", "lost"}` ("back" is state `up` again)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "camera": camera,
+        "state": "lost" if change["state"] == "lost" else "up",
+        "reason": str(change.get("reason", "")),
+        "source": str(change.get("source", "")),
+        "since": round(float(change.get("since", time.time())), 3),
+        "ts": round(time.time(), 3),
+        "lost": int(change.get("lost", 0)),
+    }
 
 
 @dataclass(slots=True)

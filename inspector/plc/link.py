@@ -28,6 +28,7 @@ from inspector.plc.contract import (
     PlcCommands,
     ProcessingWindow,
     Topics,
+    camera_payload,
     dumps,
     event_payload,
     heartbeat_payload,
@@ -54,7 +55,6 @@ class PlcLink:
     commands: the pipeline's command handler; None subscribes to no commands.
     status: returns the pipeline's state for the heartbeat: `{"ready": bool, "counters": {name: int}, ...}`;
         other keys are passed on under `pipeline`.
-    names: class id -> defect class name, for the verdict's `defects`.
     reconnect_min_s / reconnect_max_s: back-off between reconnect attempts (doubling); not yet in MqttConfig.
     flush_timeout_s: how long `stop()` waits for queued messages to be acknowledged.
     dashboard_url: the line's dashboard, announced in every heartbeat once set (the service sets it when the
@@ -69,7 +69,6 @@ class PlcLink:
         camera_id: str,
         commands: PlcCommands | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
-        names: dict[int, str] | None = None,
         *,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 2.0,
@@ -81,7 +80,6 @@ class PlcLink:
         self.camera_id = camera_id
         self.commands = commands
         self.status = status
-        self.names = dict(names or {})
         self.topics = Topics.of(config.prefix, config.line, camera_id)
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
@@ -196,18 +194,15 @@ class PlcLink:
         deadline = verdict.deadline_ns
         gate_ts = wall_from_monotonic_ns(deadline, now_ns, now_wall) if deadline is not None else None
         latency = verdict.timings.latency_ms()
+        record = verdict.to_record(now_ns, now_wall)
         items: list[Item] = []
         if deadline is not None and deadline <= now_ns:
             # Too late for the gate: the PLC's missing-answer rule has already rejected this part.
             self._out.count_late(verdict.part_id)
         else:
-            body = dumps(reject_payload(verdict, gate_ts=gate_ts, now_wall=now_wall))
+            body = dumps(reject_payload(record, gate_ts=gate_ts, now_wall=now_wall))
             items.append(Item("reject", self.topics.reject, body, verdict.part_id, deadline, verdict.timings))
-        body = dumps(
-            verdict_payload(
-                verdict, line=self.config.line, names=self.names, gate_ts=gate_ts, now_ns=now_ns, now_wall=now_wall
-            )
-        )
+        body = dumps(verdict_payload(record, line=self.config.line, gate_ts=gate_ts))
         items.append(Item("verdict", self.topics.verdict, body, verdict.part_id, None, verdict.timings))
         with self._lock:
             self._verdicts += 1
@@ -225,6 +220,15 @@ class PlcLink:
             seq = self._event_seq
         # Redacted: an alarm or event may quote a camera URI or an error message (docs: inspector/redact.py).
         self._conn.submit(Item("event", self.topics.events, dumps(redact_obj(event_payload(event, seq=seq)))))
+
+    def publish_camera(self, change: dict[str, Any]) -> None:
+        """A camera state change from the pipeline (`{"state": "up" | "lost" | "back", "reason", "source", "since",
+        "lost", "down_s"?}`): the retained `camera` topic always, and `events` for a loss or a return."""
+        body = dumps(camera_payload(change, camera=self.camera_id))
+        self._conn.submit(Item("camera", self.topics.camera, body, retain=True))
+        if change["state"] in ("lost", "back"):
+            fields = ("state", "reason", "source", "down_s")
+            self.publish_event({"event": "camera", **{k: change[k] for k in fields if k in change}})
 
     # -- introspection ------------------------------------------------------------------------------------------
 

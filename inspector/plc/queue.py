@@ -38,12 +38,13 @@ _PURGE_EVERY_NS = 500_000_000  # the overflow purge is an O(n) scan: at most twi
 class Item:
     """One message waiting to go out (or waiting for its PUBACK)."""
 
-    kind: Literal["verdict", "reject", "event", "error"]
+    kind: Literal["verdict", "reject", "event", "error", "camera"]
     topic: str
     payload: bytes
     part_id: int | None = None
     deadline_ns: int | None = None
     timings: Timings | None = None
+    retain: bool = False
 
 
 class Outbox:

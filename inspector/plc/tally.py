@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from inspector.stats import LatencyWindow
-from inspector.truth import truth_flag
 from inspector.types import Verdict
+from inspector.verdict import truth_flag_of
 
 __all__ = ["LATENCY_WINDOW", "RecipeCounts", "VerdictTally"]
 
@@ -47,7 +47,7 @@ class VerdictTally:
         counts.parts += 1
         counts.rejected += verdict.rejected
         counts.failsafe += verdict.failsafe
-        defective = truth_flag(verdict.truth)
+        defective = truth_flag_of(verdict.truth)
         if defective is not None:
             counts.scored += 1
             counts.defective += defective

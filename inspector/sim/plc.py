@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from inspector.config import TlsConfig
 from inspector.plc import MAX_PART_ID, Topics, new_client, parse_mqtt_url, redact_url
+from inspector.truth import GroundTruth, Judgement, judge
 
 __all__ = ["PlcSimulator", "SimReport"]
 
@@ -160,7 +161,7 @@ class PlcSimulator:
         self._lock = threading.Lock()
         self._parts: dict[int, _Part] = {}
         self._gates: list[tuple[float, int]] = []  # heap of (gate time, part id)
-        self._truth: dict[int, bool] = {}
+        self._truth: dict[int, GroundTruth] = {}
         self._seen_answers: set[tuple[int, int]] = set()  # (part_id, seq) of reject answers
         self._report = SimReport()
         self._client: mqtt.Client | None = None
@@ -286,8 +287,8 @@ class PlcSimulator:
             log.warning("plc-sim: unreadable message on %s", msg.topic)
             return
         if msg.topic == self.topics.verdict:
-            truth = data.get("truth")
-            if isinstance(truth, bool):
+            truth = GroundTruth.from_payload(data)
+            if truth is not None:
                 with self._lock:
                     self._truth[part_id] = truth
                     self._score_truth(part_id)
@@ -413,10 +414,11 @@ class PlcSimulator:
         part.scored = True
         r = self._report
         r.truth_known += 1
-        r.defective += int(truth)
-        if truth and not part.rejected:
+        r.defective += int(truth.defective)
+        judgement = judge(part.rejected, truth)
+        if judgement is Judgement.ESCAPE:
             r.escapes += 1
             r.escape_ids.append(part_id)
-        elif not truth and part.rejected:
+        elif judgement is Judgement.FALSE_REJECT:
             r.false_rejects += 1
             r.false_reject_ids.append(part_id)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from inspector.truth import truth_flag
 from inspector.types import Verdict
 
 __all__ = [
@@ -154,9 +153,10 @@ def status_values(stats: Mapping[str, Any]) -> dict[str, MetricValue]:
     }
 
 
-def part_values(verdict: Verdict, names: Mapping[int, str] | None = None) -> dict[str, MetricValue]:
-    """The `Last Part/...` metrics of one part."""
-    defects = verdict.defects(dict(names) if names else None)
+def part_values(verdict: Verdict) -> dict[str, MetricValue]:
+    """The `Last Part/...` metrics of one part (its defects named by the recipe that decided it)."""
+    record = verdict.to_record()
+    defects = record.defects()
     return {
         "Last Part/Part ID": int(verdict.part_id),
         "Last Part/Seq": int(verdict.seq),
@@ -167,7 +167,7 @@ def part_values(verdict: Verdict, names: Mapping[int, str] | None = None) -> dic
         "Last Part/Defect Count": len(defects),
         "Last Part/Defect Classes": ", ".join(sorted({str(d["class"]) for d in defects})),
         "Last Part/Latency ms": round(verdict.timings.latency_ms(), 3),
-        "Last Part/Truth Defective": truth_flag(verdict.truth),
+        "Last Part/Truth Defective": record.truth,
     }
 
 

@@ -61,7 +61,6 @@ class SparkplugNode:
     config: the `sparkplug` section with `url` set (the service fills in the `mqtt` broker when it is None).
     edge_node_id: the node's id (the service: `sparkplug.edge_node_id` or `mqtt.line`). line: reported in NBIRTH.
     protocol: "5" or "3.1.1" (Sparkplug 3.0 allows both; the embedded amqtt broker speaks only 3.1.1).
-    names: class id -> defect class name for `Last Part/Defect Classes` (the service keeps it per recipe).
     """
 
     name = "sparkplug"
@@ -74,7 +73,6 @@ class SparkplugNode:
         edge_node_id: str,
         line: str = "",
         protocol: ProtocolName = "5",
-        names: dict[int, str] | None = None,
         bd_seq: int = 0,
     ) -> None:
         if not config.url:
@@ -85,7 +83,6 @@ class SparkplugNode:
         self.edge_node_id = edge_node_id
         self.line = line
         self.protocol = protocol
-        self.names = dict(names or {})
         self.address = parse_mqtt_url(config.url)
         self.client_id = config.client_id or f"inspector-spb-{config.group_id}-{edge_node_id}"
         self._password = config.password.get_secret_value() if config.password is not None else None
@@ -201,7 +198,7 @@ class SparkplugNode:
         if device is None:
             self._throttled("device", 60, logging.WARNING, "Sparkplug: verdict of unknown camera %s", verdict.camera_id)
             return
-        sent = self._out.part(device.id, m.part_values(verdict, self.names), m.part_time_ms(verdict))
+        sent = self._out.part(device.id, m.part_values(verdict), m.part_time_ms(verdict))
         with self._lock:
             self.counts["parts_sent" if sent else "parts_unsent"] += 1
 

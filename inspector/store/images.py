@@ -65,9 +65,10 @@ class ImageArchive:
         """Encode and write one JPEG (write-then-rename, so a crash leaves no half file); (relative path, bytes)."""
         if p.frame is None:
             return None, 0
-        day = dt.datetime.fromtimestamp(p.ts).strftime("%Y-%m-%d")
-        stamp = f"{int(p.ts * 1000)}"
-        rel = f"{day}/{stamp}_{p.camera_id}_{p.part_id}_{p.seq}_{p.decision}.jpg"
+        r = p.record
+        day = dt.datetime.fromtimestamp(r.ts).strftime("%Y-%m-%d")
+        stamp = f"{int(r.ts * 1000)}"
+        rel = f"{day}/{stamp}_{r.camera_id}_{r.part_id}_{r.seq}_{r.decision.value}.jpg"
         target = self.images_dir / rel
         try:
             ok, buf = cv2.imencode(".jpg", p.frame, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
@@ -78,7 +79,7 @@ class ImageArchive:
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, target)
         except (OSError, ValueError, cv2.error) as exc:
-            log.warning("store: image for part %d not written: %s", p.part_id, exc)
+            log.warning("store: image for part %d not written: %s", r.part_id, exc)
             with self._counters.lock:
                 self._counters.images_failed += 1
             return None, 0

@@ -1,17 +1,18 @@
-"""What the store keeps, as Python records, and their conversions to and from table rows: a verdict copied for the
-writer (`Pending`), stored verdicts with their detections, audit entries and thresholds versions.
+"""What the store keeps, as Python records, and their conversions to and from table rows: stored verdicts (the
+verdict record's fields, `inspector.verdict.VerdictFields`, plus row id and image) with their detections, a verdict
+record queued for the writer (`Pending`), audit entries and thresholds versions.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from inspector.types import FAILSAFE_REASONS, Decision, Detections, Verdict
+from inspector.types import Decision, DetectionRecord, Detections
+from inspector.verdict import VerdictFields, VerdictRecord
 
 __all__ = [
     "MAX_INT64",
@@ -24,7 +25,6 @@ __all__ = [
     "clamp_int",
     "detection_from_row",
     "detection_rows",
-    "pending_from",
     "threshold_from_row",
     "verdict_from_row",
     "verdict_row",
@@ -32,58 +32,29 @@ __all__ = [
 
 MAX_INT64 = 2**63 - 1
 
-
-@dataclass(slots=True)
-class StoredDetection:
-    """One stored detection; `kept` marks the ones that counted as defects under the thresholds of the time."""
-
-    class_id: int
-    class_name: str
-    confidence: float
-    xyxy: tuple[float, float, float, float]
-    kept: bool
+# A stored detection is a detection record; `kept` marks the ones that counted as defects under the thresholds of
+# the time. Its class is named when read, by the store's `names`.
+StoredDetection = DetectionRecord
 
 
-@dataclass(slots=True)
-class StoredVerdict:
-    """One stored verdict. `ts` is wall-clock seconds (epoch) of the capture; `image` is relative to images_dir."""
+@dataclass(slots=True, kw_only=True)
+class StoredVerdict(VerdictFields):
+    """One stored verdict: the verdict record's fields (`ts` is the capture's wall-clock time), its row `id`, its
+    `image` (relative to images_dir; None when not kept) and, where loaded, its detections."""
 
     id: int
-    part_id: int
-    seq: int
-    camera_id: str
-    ts: float
-    decision: str
-    reasons: list[str]
-    thresholds_version: int
-    recipe: str
-    model_sha256: str
-    latency_ms: float | None
-    n_detections: int
-    n_kept: int
-    image: str | None
+    image: str | None = field(metadata={"description": "JPEG path relative to images_dir, when the image was kept"})
     detections: list[StoredDetection] | None = None
-
-    @property
-    def failsafe(self) -> bool:
-        """Decided without inspection (deadline missed, error, unregistered): its detections say nothing."""
-        return any(reason in FAILSAFE_REASONS for reason in self.reasons)
 
     def to_detections(self) -> Detections:
         """The stored detections as a `Detections` (empty when not loaded)."""
-        dets = self.detections or []
-        if not dets:
-            return Detections.empty()
-        return Detections(
-            np.array([d.xyxy for d in dets], np.float32),
-            np.array([d.confidence for d in dets], np.float32),
-            np.array([d.class_id for d in dets], np.int64),
-        )
+        return Detections.from_records(self.detections or [])
 
 
 @dataclass(slots=True)
 class AuditRecord:
-    """One change: who, when (epoch seconds), what (`action`), the versions and full JSON before and after."""
+    """One change: who, when (epoch seconds), what (`action`), the versions, a comment, the full JSON before and
+    after."""
 
     id: int
     ts: float
@@ -91,9 +62,9 @@ class AuditRecord:
     action: str
     old_version: int | None
     new_version: int | None
+    comment: str
     old: dict[str, Any] | None
     new: dict[str, Any] | None
-    comment: str
 
 
 @dataclass(slots=True)
@@ -109,78 +80,49 @@ class ThresholdRecord:
     recipe: str = "default"
 
 
-@dataclass(slots=True, kw_only=True)
-class Pending(StoredVerdict):
-    """A verdict on its way to the tables, as `handle()` copies it for the writer thread: the row to be (`id` 0 and
-    `image` None until written), its detections as arrays, and the frame to archive, if any."""
+@dataclass(slots=True)
+class Pending:
+    """A verdict on its way to the tables, as `handle()` queues it for the writer thread: its record, and the frame
+    to archive, if any."""
 
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    class_id: np.ndarray
-    kept: np.ndarray
+    record: VerdictRecord
     frame: np.ndarray | None = None
 
 
-def pending_from(verdict: Verdict) -> Pending:
-    """What the writer needs of a verdict (the frame is added by the writer's queue, if it has room)."""
-    n = len(verdict.detections)
-    kept = np.asarray(verdict.kept, bool)
-    if kept.shape != (n,):
-        kept = np.zeros(n, bool)
-    latency = verdict.timings.latency_ms()
-    return Pending(
-        id=0,
-        part_id=int(verdict.part_id),
-        seq=int(verdict.seq),
-        camera_id=str(verdict.camera_id),
-        ts=_wall_clock(verdict.timings.captured_ns),
-        decision=str(Decision(verdict.decision).value),
-        reasons=[str(r) for r in verdict.reasons],
-        thresholds_version=int(verdict.thresholds_version),
-        recipe=str(verdict.recipe),
-        model_sha256=str(verdict.model_sha256),
-        latency_ms=latency if latency > 0 else None,
-        n_detections=n,
-        n_kept=int(kept.sum()),
-        image=None,
-        xyxy=verdict.detections.xyxy,
-        confidence=verdict.detections.confidence,
-        class_id=verdict.detections.class_id,
-        kept=kept,
-    )
-
-
-def verdict_row(p: Pending, image: str | None, image_bytes: int) -> tuple[Any, ...]:
-    """The `verdicts` row of a pending verdict, in the order of the writer's INSERT (without `id`)."""
+def verdict_row(r: VerdictRecord, image: str | None, image_bytes: int) -> tuple[Any, ...]:
+    """The `verdicts` row of a verdict record, in the order of the writer's INSERT (without `id`)."""
     return (
-        clamp_int(p.part_id),
-        clamp_int(p.seq),
-        p.camera_id,
-        p.ts,
-        p.decision,
-        json.dumps(p.reasons),
-        clamp_int(p.thresholds_version),
-        p.recipe,
-        p.model_sha256,
-        p.latency_ms,
-        p.n_detections,
-        p.n_kept,
+        clamp_int(r.part_id),
+        clamp_int(r.seq),
+        r.camera_id,
+        r.ts,
+        r.decision.value,
+        json.dumps(r.reasons),
+        clamp_int(r.thresholds_version),
+        r.recipe,
+        r.model_sha256,
+        r.latency_ms,
+        r.n_detections,
+        r.n_kept,
         image,
         image_bytes,
     )
 
 
-def detection_rows(verdict_id: int | None, p: Pending) -> list[tuple[Any, ...]]:
-    """The `detections` rows of a pending verdict, in table order."""
-    return [
-        (verdict_id, i, int(c), float(s), *(float(v) for v in box), int(k))
-        for i, (box, s, c, k) in enumerate(zip(p.xyxy, p.confidence, p.class_id, p.kept, strict=True))
-    ]
+def detection_rows(verdict_id: int | None, r: VerdictRecord) -> list[tuple[Any, ...]]:
+    """The `detections` rows of a verdict record, in table order."""
+    return [(verdict_id, i, d.class_id, d.confidence, *d.xyxy, int(d.kept)) for i, d in enumerate(r.detections)]
+
+
+_VERDICT_FIELDS = [f.name for f in fields(VerdictFields)]
 
 
 def verdict_from_row(row: tuple[Any, ...]) -> StoredVerdict:
-    """A `verdicts` row selected as `VERDICT_COLUMNS`, without its detections (`reasons` is stored as JSON)."""
-    return StoredVerdict(*row[:6], json.loads(row[6]), *row[7:14])  # the columns are the fields, in order
+    """A `verdicts` row selected as `VERDICT_COLUMNS` (the row id, then the fields, then the image), without its
+    detections (`reasons` is stored as JSON)."""
+    values = dict(zip(_VERDICT_FIELDS, row[1:13], strict=True))
+    values.update(decision=Decision(values["decision"]), reasons=json.loads(values["reasons"]))
+    return StoredVerdict(id=row[0], image=row[13], **values)
 
 
 def detection_from_row(row: tuple[Any, ...], names: dict[int, str]) -> StoredDetection:
@@ -191,7 +133,7 @@ def detection_from_row(row: tuple[Any, ...], names: dict[int, str]) -> StoredDet
 
 def audit_from_row(r: tuple[Any, ...]) -> AuditRecord:
     """An `audit` row selected as (id, ts, user, action, old_version, new_version, old, new, comment)."""
-    return AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), _loads(r[7]), r[8])
+    return AuditRecord(*r[:6], comment=r[8], old=_loads(r[6]), new=_loads(r[7]))
 
 
 def threshold_from_row(r: tuple[Any, ...]) -> ThresholdRecord:
@@ -206,12 +148,3 @@ def clamp_int(value: int) -> int:
 
 def _loads(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
-
-
-def _wall_clock(captured_ns: int) -> float:
-    """Wall-clock time of a monotonic capture stamp; now when the stamp is missing or implausible."""
-    now = time.time()
-    if captured_ns <= 0:
-        return now
-    age = (time.monotonic_ns() - captured_ns) / 1e9
-    return now - age if 0.0 <= age < 3600.0 else now

@@ -12,7 +12,7 @@ from inspector.config import StoreConfig
 from inspector.store.counters import Counters
 from inspector.store.images import ImageArchive
 from inspector.store.queries import Queries
-from inspector.store.records import StoredVerdict, pending_from
+from inspector.store.records import StoredVerdict
 from inspector.store.schema import SCHEMA, connect, migrate
 from inspector.store.writer import Writer
 from inspector.types import Verdict
@@ -25,7 +25,8 @@ class Store(Queries):
 
     Args:
         config: paths, quota, retention and the pass sampling rate.
-        names: class id -> name, to name stored detections.
+        names: class id -> name, to name stored detections; from the first verdict on, those of the latest
+            verdict's recipe (a verdict carries its recipe's names).
         queue_size: verdicts waiting for the writer before new ones are dropped (and counted).
         max_pending_images: frames waiting for JPEG encoding; beyond it a verdict is stored without its image.
         jpeg_quality: 0..100.
@@ -75,9 +76,10 @@ class Store(Queries):
         if self._writer.closed:
             self._writer.count_dropped()  # a verdict after close() is lost: say so in the counters
             return
-        pending = pending_from(verdict)
+        if verdict.names and verdict.names is not self.names:
+            self.names = verdict.names  # what it shows is named as the latest verdicts' recipe names its classes
         image = verdict.image if verdict.image is not None and self._archive.wants_image(verdict.rejected) else None
-        self._writer.submit(pending, image)
+        self._writer.submit(verdict.to_record(), image)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything handed to `handle()` is written; False on timeout."""

@@ -18,6 +18,7 @@ import numpy as np
 from inspector.store.counters import Counters
 from inspector.store.images import ImageArchive
 from inspector.store.records import Pending, detection_rows, verdict_row
+from inspector.verdict import VerdictRecord
 
 __all__ = ["Writer"]
 
@@ -71,8 +72,9 @@ class Writer:
         with self._counters.lock:
             self._counters.rows_dropped += 1
 
-    def submit(self, pending: Pending, image: np.ndarray | None) -> None:
-        """Queue one verdict, with `image` when the frame budget allows. Never blocks."""
+    def submit(self, record: VerdictRecord, image: np.ndarray | None) -> None:
+        """Queue one verdict record, with `image` when the frame budget allows. Never blocks."""
+        pending = Pending(record)
         counters = self._counters
         with counters.lock:
             if image is not None:
@@ -166,11 +168,12 @@ class Writer:
                     "INSERT INTO verdicts (part_id, seq, camera_id, ts, decision, reasons, thresholds_version, "
                     "recipe, model_sha256, latency_ms, n_detections, n_kept, image, image_bytes) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    verdict_row(p, image, size),
+                    verdict_row(p.record, image, size),
                 )
-                if len(p.confidence):
+                if p.record.detections:
                     conn.executemany(
-                        "INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", detection_rows(cur.lastrowid, p)
+                        "INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        detection_rows(cur.lastrowid, p.record),
                     )
             conn.execute("COMMIT")
         except BaseException:

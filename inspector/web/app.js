@@ -1,5 +1,6 @@
-// inspector QA dashboard: live counters, rate chart, latency, alarms, reject gallery, threshold editing with a
-// preview before Apply, audit history, login. Plain JS, no libraries, nothing fetched from the internet.
+// inspector QA dashboard: the recipe in use (classes and colours, a switch for editors), live counters, rate chart,
+// latency, alarms, reject gallery, threshold editing with a preview before Apply, audit history, login. Plain JS,
+// no libraries, nothing fetched from the internet.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -17,8 +18,11 @@ const state = {
   lastLedger: null,
   chart: [], // {t, parts, rejects}
   gallery: [],
+  recipe: null, // GET /api/recipe: the active recipe, every recipe of the line, the last switch
+  colours: {}, // recipe name -> class name -> #rrggbb
   started: false,
 };
+const FALLBACK_COLOUR = "#888888";
 
 // ------------------------------------------------------------------------------------------------ helpers
 async function api(path, options = {}) {
@@ -81,9 +85,62 @@ function renderMe() {
   $("who-name").textContent = me.authenticated ? `${me.username} · ${me.role}` : "";
   $("th-hint").textContent = me.can_edit ? "" : me.authenticated ? "viewers cannot change them" : "log in as an editor to change them";
   for (const input of document.querySelectorAll("#th-rows input")) input.disabled = !me.can_edit;
+  $("recipe-switch").classList.toggle("hidden", !me.can_edit);
   if (!me.can_edit) $("locks").classList.add("hidden");
   updateApply();
 }
+
+// ------------------------------------------------------------------------------------------------ recipe
+async function loadRecipe() {
+  const data = await api("/api/recipe");
+  state.recipe = data;
+  for (const card of data.recipes) {
+    state.colours[card.name] = Object.fromEntries(card.classes.map((c) => [c.name, c.colour]));
+  }
+  renderRecipe();
+}
+
+function renderRecipe() {
+  const data = state.recipe;
+  if (!data) return;
+  const active = data.active;
+  $("recipe-name").textContent = active.name;
+  $("recipe-desc").textContent = active.description || "";
+  $("recipe-classes").replaceChildren(...active.classes.map((c) => {
+    const swatch = el("i", { class: "sw" });
+    swatch.style.background = c.colour;
+    return el("li", { "data-class": c.name }, swatch, el("span", { text: c.name }));
+  }));
+  const select = $("recipe-select");
+  const chosen = select.value;
+  select.replaceChildren(...data.recipes.map((card) => el("option", { value: card.name, text: card.name })));
+  select.value = data.recipes.some((card) => card.name === chosen) && chosen !== active.name ? chosen : active.name;
+  renderGallery(true);
+}
+
+function colourOf(recipe, className) {
+  const own = state.colours[recipe] || {};
+  const active = state.recipe ? state.colours[state.recipe.recipe] || {} : {};
+  return own[className] || active[className] || FALLBACK_COLOUR;
+}
+
+$("recipe-apply").addEventListener("click", async () => {
+  const name = $("recipe-select").value;
+  $("recipe-apply").disabled = true;
+  $("recipe-message").textContent = "";
+  try {
+    const done = await api("/api/recipe", { method: "POST", body: { recipe: name } });
+    $("recipe-message").textContent = `Switched ${done.previous_recipe} → ${done.recipe} in ${done.switch_ms.toFixed(2)} ms` +
+      (done.model_loaded ? " (model loaded)" : "");
+    $("recipe-message").className = "message ok";
+    await Promise.all([loadRecipe(), refreshThresholds()]);
+  } catch (error) {
+    $("recipe-message").textContent = error.message;
+    $("recipe-message").className = "message error";
+  } finally {
+    $("recipe-apply").disabled = false;
+  }
+});
 
 $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -150,7 +207,12 @@ function renderStats(stats) {
   }
 
   pushRate(stats);
-  if (state.thresholds && stats.thresholds_version !== state.thresholds.version) refreshThresholds();
+  if (state.recipe && stats.recipe && stats.recipe !== state.recipe.recipe) {
+    // Switched (by the PLC or another editor): the classes, colours and thresholds are the new recipe's.
+    state.recipe.recipe = stats.recipe;
+    loadRecipe();
+    refreshThresholds();
+  } else if (state.thresholds && stats.thresholds_version !== state.thresholds.version) refreshThresholds();
 }
 
 // p50 / p99 of each pipeline stage, in the server's (pipeline) order. `register` (to the golden reference) only when
@@ -270,8 +332,13 @@ function addVerdict(verdict) {
 
 // Keyed by part id: tiles already shown are kept (their images stay loaded), new ones are added in order and
 // those no longer among the newest GALLERY_SIZE are dropped. Rebuilding every <img> would flash the gallery.
-function renderGallery() {
+function renderGallery(recolour = false) {
   const gallery = $("gallery");
+  if (recolour) { // the recipe's colours arrived or changed: the tags already shown take them
+    for (const tag of gallery.querySelectorAll("figure.shot .tag")) {
+      tag.style.borderColor = tag.style.color = colourOf(tag.closest("figure").dataset.recipe, tag.textContent);
+    }
+  }
   const shown = new Map();
   for (const node of gallery.querySelectorAll(":scope > figure.shot")) shown.set(node.dataset.part, node);
   const wanted = state.gallery.slice(0, GALLERY_SIZE).map((v) => shown.get(String(v.part_id)) || galleryTile(v));
@@ -289,12 +356,17 @@ function galleryTile(v) {
   const picture = v.image_url
     ? el("img", { src: `${v.image_url}?width=360`, alt: `part ${v.part_id}`, loading: "lazy" })
     : el("div", { class: "noimg", text: "no image kept" });
-  const reasons = v.reasons.length ? v.reasons.join(", ") : "—";
-  return el("figure", { class: "shot", "data-part": v.part_id, onclick: () => openViewer(v.part_id) },
+  const tags = v.reasons.length ? v.reasons.map((r) => {
+    const tag = el("span", { class: "tag", text: r });
+    tag.style.borderColor = tag.style.color = colourOf(v.recipe, r);
+    return tag;
+  }) : [el("span", { text: "—" })];
+  return el("figure", { class: "shot", "data-part": v.part_id, "data-recipe": v.recipe,
+    onclick: () => openViewer(v.part_id) },
     picture,
     el("figcaption", {},
-      el("span", { class: "reasons", text: reasons }),
-      el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${fmtTime(v.ts)}` })));
+      el("span", { class: "reasons" }, ...tags),
+      el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${v.recipe} · ${fmtTime(v.ts)}` })));
 }
 
 async function openViewer(partId) {
@@ -568,6 +640,7 @@ function setLive(on) {
 
 async function start() {
   try {
+    await loadRecipe();
     await Promise.all([refreshThresholds(), loadGallery(), loadAudit(), api("/api/stats").then(renderStats)]);
   } catch (error) {
     if (error.status === 401) {

@@ -68,8 +68,17 @@ def get_image(
     if v is None or image is None:
         raise HTTPException(404, f"no image kept for part {part_id}")
     if annotated:
-        image = annotate(image, v.detections or [])
+        image = annotate(image, v.detections or [], _class_colours(deps, v.recipe))
     data = jpeg(image, width=width)
     if data is None:
         raise HTTPException(404, f"image for part {part_id} cannot be encoded")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+
+
+def _class_colours(deps: Deps, recipe: str) -> dict[str, str]:
+    """Class name -> #rrggbb of `recipe` (the recipe that decided the part), for its boxes; none when unknown."""
+    if deps.recipes is None:
+        return {}
+    cards = deps.recipes().get("recipes", [])
+    card = next((c for c in cards if c.get("name") == recipe), None)
+    return {c["name"]: c["colour"] for c in card["classes"]} if card else {}
