@@ -367,6 +367,8 @@ def registration_report(collected: Collected) -> dict[str, Any] | None:
     """How a reference model got its references, and what did not register (None for a plain model)."""
     if collected.reference is None:
         return None
+    if collected.reference == "composites":
+        return {"input": "composites"}  # the data's own: nothing registered here
     paths = [*collected.data.images, *collected.data.templates]
     failed = [str(p) for p, bad in zip(paths, _flags(collected, False) + _flags(collected, True), strict=True) if bad]
     registered = len(collected.unregistered) + len(collected.template_unregistered)
