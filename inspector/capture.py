@@ -75,7 +75,6 @@ class Capture:
         self._stop = stop
         self._paused = paused
         self.done = threading.Event()
-        self._free_run_id = 0
         self.camera: dict[str, Any] = {
             "description": getattr(source, "description", type(source).__name__),
             "connected": False,
@@ -170,8 +169,7 @@ class Capture:
                 self._ledger.count_frame(dropped=False)
                 return
         else:
-            self._free_run_id += 1
-            part = self._ledger.open_part(self._free_run_id, captured_ns, self._gate_ns(recipe))
+            part = self._ledger.open_part(None, captured_ns, self._gate_ns(recipe))  # its id is its seq
             self._watch(part)
         part.recipe = recipe
         part.frame = Frame(image, part.part_id, self.camera_id, captured_ns, part.deadline_ns, truth)

@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from inspector.part_ids import PartIds
 from inspector.protocols import Recipe
 from inspector.types import Frame, Verdict
 
@@ -29,6 +30,7 @@ class Part:
     frame: Frame | None = None
     dequeued_ns: int = 0
     recipe: Recipe | None = None
+    run: int = 0
 
 
 class Ledger:
@@ -36,19 +38,29 @@ class Ledger:
 
     `close()` is the single claim: the first caller for a part gets True and must emit its verdict; later
     callers get False (their result is late and dropped, counted in `late`).
+
+    ids: where each part's `seq` comes from (and a free-run part's id, the same number), never reused by the same
+    line and camera across restarts when it is the store's (`inspector.part_ids`); default: counting from 1.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ids: PartIds | None = None) -> None:
         self.lock = threading.Lock()
         self.open: dict[int, Part] = {}
         self.seen = self.decided = self.passed = self.rejected = 0
         self.failsafe = self.errors = self.frames_dropped = self.frames_idle = self.late = 0
-        self._seq = 0
+        self.ids = ids or PartIds()
 
-    def open_part(self, part_id: int, now_ns: int, gate_ns: int | None) -> Part:
+    @property
+    def run(self) -> int:
+        """This start of the inspector (`inspector.part_ids`)."""
+        return self.ids.run
+
+    def open_part(self, part_id: int | None, now_ns: int, gate_ns: int | None) -> Part:
+        """A part seen now: `part_id` from the PLC (triggered), or None for a free-run part (its id is its seq)."""
         with self.lock:
-            self._seq += 1
-            part = Part(self._seq, part_id, now_ns, now_ns + gate_ns if gate_ns is not None else None)
+            seq = self.ids.next()
+            deadline = now_ns + gate_ns if gate_ns is not None else None
+            part = Part(seq, seq if part_id is None else part_id, now_ns, deadline, run=self.ids.run)
             self.open[part.seq] = part
             self.seen += 1
             return part

@@ -15,6 +15,7 @@ from typing import IO, Any, Literal
 import cv2
 
 from inspector.config import LineConfig, ModelConfig, ReferenceConfig
+from inspector.part_ids import PartIds
 from inspector.pipeline import Pipeline, Recipe, Sink
 from inspector.plc.contract import verdict_payload
 from inspector.registration import Limits, Registrar
@@ -181,6 +182,7 @@ def build_line(
     sinks: Sequence[Sink] = (),
     source: FrameSource | None = None,
     thresholds: LineThresholds | None = None,
+    ids: PartIds | None = None,
 ) -> Pipeline:
     """Load the recipes' models, open nothing yet (the pipeline's capture thread opens the camera), and return the
     line's pipeline ready to `start()`. With `pipeline.preload_recipes` every recipe loads now, else the active one
@@ -188,6 +190,7 @@ def build_line(
 
     sinks: where verdicts go, in order. source: overrides the camera config (tests, benchmarks).
     thresholds: every recipe's thresholds holder (the service's, restored from the store); default: the config's.
+    ids: the part numbers (the service's, kept in the store across restarts); default: counting from 1.
     Raises `inspector.detector.ModelError` when the model or its reference cannot be loaded, or they do not fit.
     """
     pc = config.pipeline
@@ -234,4 +237,5 @@ def build_line(
         reconnect=(config.camera.reconnect_initial_s, config.camera.reconnect_max_s),
         recipe_loader=loader,
         recipe_names=list(models),
+        ids=ids,
     )

@@ -41,6 +41,7 @@ from inspector.dispatch import Dispatcher
 from inspector.inference import Inference
 from inspector.ledger import IDLE_POLL_S, Ledger, PendingTriggers
 from inspector.part_buffer import PartBuffer
+from inspector.part_ids import PartIds
 from inspector.protocols import Detector, Recipe, Sink
 from inspector.recipe_book import RecipeBook
 from inspector.sources import software_trigger
@@ -67,6 +68,8 @@ class Pipeline:
     wait_when_full: when the buffer is full, make the capture thread wait instead of failing the oldest part safe;
     default: wait for sources that say they are not live (`source.live is False`: folders, files, memory).
     conf / iou: passed to the detector's postprocess (None: its own). stats_window: parts in the latency window.
+    ids: the part numbers (`seq`, free-run part ids) and `run`; the service passes the store's, which never hands
+    out a number twice across restarts (`inspector.part_ids`); default: counting from 1. Its owner closes it.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Pipeline:
         conf: float | None = None,
         iou: float | None = None,
         stats_window: int = 2048,
+        ids: PartIds | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self._recipes = RecipeBook(recipes, recipe, recipe_loader, recipe_names)
@@ -115,7 +119,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._started = False
 
-        self.ledger = Ledger()
+        self.ledger = Ledger(ids)
         self._stats = Stats(window=stats_window)
         log_every = ThrottledLog(log)
         active = lambda: self._recipes.active  # noqa: E731 - read where used: a switch lands between parts

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -87,6 +88,77 @@ def mqtt_config(url: str, **overrides: Any) -> MqttConfig:
     values: dict[str, Any] = {"url": url, "heartbeat_s": 1.0, "keepalive_s": 5}
     values.update(overrides)
     return MqttConfig(**values)
+
+
+class CutProxy:
+    """A TCP relay on a free loopback port in front of a broker, whose connections can be cut (a pulled cable):
+    `cut()` closes every relayed connection and refuses new ones until `restore()`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._refusing = False
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._refusing = True
+            conns, self._open = self._open, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._refusing = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._server.close()
+
+    def __enter__(self) -> CutProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                refusing = self._refusing
+            if refusing:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):  # one side gone: close both, so the other side notices at once
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
 
 # -- an independent subscriber -----------------------------------------------------------------------------------

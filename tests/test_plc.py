@@ -396,6 +396,53 @@ def test_a_failing_command_handler_is_answered_not_fatal(broker: EmbeddedBroker,
     assert error["error"] == "command_failed" and "RuntimeError" in error["detail"]
 
 
+def test_a_repeated_trigger_is_answered_once_and_reported_duplicate(
+    broker: EmbeddedBroker, recorder: Recorder
+) -> None:
+    commands = RecordingCommands()
+    link = start_link(broker.url, commands=commands, duplicate_window_s=1.0)
+    plc = Publisher(broker.url)
+    try:
+        plc.send(ROOT + "cmd/trigger", b"5")
+        plc.send(ROOT + "cmd/trigger", b'{"part_id": 5}')  # the same part, e.g. re-sent after a reconnect
+        plc.send(ROOT + "cmd/trigger", b"6")
+        assert commands.wait_for(("trigger", 6))
+        error = recorder.wait_count("error", 1)[0]
+        time.sleep(1.2)  # past the window: the id may be a new part again (a PLC that restarted its counter)
+        plc.send(ROOT + "cmd/trigger", b"5")
+        assert _wait_calls(commands, 3)
+    finally:
+        plc.close()
+        link.stop()
+    assert_valid("cmd_error", error)
+    assert error["error"] == "duplicate" and error["command"] == "trigger" and "part 5" in error["detail"]
+    assert error["payload"] == '{"part_id": 5}'
+    assert commands.calls == [("trigger", 5), ("trigger", 6), ("trigger", 5)], "one part per trigger in the window"
+    assert len(recorder.on("error")) == 1
+    stats = link.stats()
+    assert stats["duplicate_triggers"] == 1 and stats["commands"] == 3
+
+
+def test_a_refused_trigger_may_be_retried(broker: EmbeddedBroker, recorder: Recorder) -> None:
+    commands = RecordingCommands(fail_on="trigger")  # e.g. the pipeline is in free-run mode
+    link = start_link(broker.url, commands=commands)
+    try:
+        publish(broker.url, ROOT + "cmd/trigger", b"9")
+        publish(broker.url, ROOT + "cmd/trigger", b"9")
+        errors = recorder.wait_count("error", 2)
+    finally:
+        link.stop()
+    assert [e["error"] for e in errors] == ["command_failed", "command_failed"], "only accepted triggers count"
+    assert commands.calls == [("trigger", 9), ("trigger", 9)]
+
+
+def _wait_calls(commands: RecordingCommands, n: int, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while len(commands.calls) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(commands.calls) >= n
+
+
 def test_a_stale_retained_command_is_not_replayed(broker: EmbeddedBroker, recorder: Recorder) -> None:
     publish(broker.url, ROOT + "cmd/pause", b"{}", retain=True)  # e.g. a PLC program bug, long ago
     with Recorder(broker.url, [ROOT + "cmd/pause"]) as check:  # it is there, retained, for any new subscriber
@@ -415,12 +462,24 @@ def test_events_are_published(broker: EmbeddedBroker, recorder: Recorder) -> Non
     link = start_link(broker.url)
     try:
         link.publish_event({"event": "thresholds", "version": 4, "by": "qa"})
-        link.publish_event({"event": "recipe_switched", "recipe": "boardB", "first_part_id": 120})
+        link.publish_event(
+            {
+                "event": "recipe_switched",
+                "recipe": "boardB",
+                "previous_recipe": "boardA",
+                "model_sha256": "b" * 64,
+                "previous_model_sha256": "a" * 64,
+                "thresholds_version": 3,
+                "switch_ms": 0.012,
+                "model_loaded": False,
+                "source": "plc",
+            }
+        )
         events = recorder.wait_count("events", 2)
     finally:
         link.stop()
     assert [e["seq"] for e in events] == [1, 2]
-    assert events[0]["version"] == 4 and events[1]["first_part_id"] == 120
+    assert events[0]["version"] == 4 and events[1]["previous_recipe"] == "boardA"
     for e in events:
         assert_valid("event", e)
 

@@ -10,12 +10,25 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from inspector.broker import EmbeddedBroker
-from inspector.plc import PlcLink
+from inspector.plc import PlcLink, parse_mqtt_url
 from inspector.sim.plc import PlcSimulator, SimReport
-from tests.mqtt_helpers import WAIT_S, FakeInspector, Plan, Publisher, amqtt_broker, mosquitto, mqtt_config
+from tests.mqtt_helpers import (
+    WAIT_S,
+    CutProxy,
+    FakeInspector,
+    Plan,
+    Publisher,
+    amqtt_broker,
+    mosquitto,
+    mqtt_config,
+)
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
@@ -197,6 +210,103 @@ def test_plc_sim_command_line(broker: EmbeddedBroker, inspector: MakeInspector) 
     assert report["truth_known"] == 7 and report["escapes"] == 0 and report["false_rejects"] == 0
 
 
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent-session", "clean-session"])
+def test_answers_published_while_the_plc_is_away_arrive_after_it_reconnects(
+    broker: EmbeddedBroker, inspector: MakeInspector, persistent: bool
+) -> None:
+    """The PLC's cable is pulled for a while (a relay between it and the broker cut): with its persistent session
+    the broker queues the answers meanwhile and delivers them on reconnect; with a clean session they are lost,
+    and the gate rejects those parts for want of an answer (issue 20: 120 of 150 lost in a 5 s outage)."""
+    fake = inspector({}, 8.0)  # a gate far enough away to outlast the cut and paho's reconnect back-off
+    address = parse_mqtt_url(broker.url)
+    with CutProxy(address.host, address.port) as relay:
+        sim = PlcSimulator(relay.url, rate=20, gate_ms=8000, parts=9, grace_s=0.3, persistent=persistent)
+        sim.start()
+        try:
+            for i in range(3):
+                fake.answer(i)
+            assert wait_until(lambda: sim.answered_ids() == [0, 1, 2])
+            relay.cut()
+            assert wait_until(lambda: not sim.connected)
+            time.sleep(0.3)  # the broker has seen the PLC go too (the relay closed both ends at once)
+            for i in range(3, 8):
+                fake.answer(i)
+            assert fake.link is not None and fake.link.flush(WAIT_S), "the broker has them all"
+            relay.restore()
+            assert wait_until(lambda: sim.connected)
+            if persistent:  # the queued answers come first, right after the reconnect
+                assert wait_until(lambda: sim.answered_ids() == list(range(8)))
+            fake.answer(8)
+            assert sim.wait(60)
+        finally:
+            report = sim.stop()
+    # (Answers in flight at the cut may come twice, QoS 1: the simulator counts and drops them as duplicates.)
+    assert report.parts == 9 and report.reconnects == 1
+    if persistent:
+        assert report.missing_answers == 0 and report.passed == 9
+    else:
+        assert report.missing_ids == [3, 4, 5, 6, 7] and report.rejected_missing == 5
+
+
+def test_the_simulator_keeps_a_fixed_client_id_and_ends_its_session_on_stop(broker: EmbeddedBroker) -> None:
+    sim = PlcSimulator(broker.url, line="lineX", camera="camY", parts=1)
+    assert sim.client_id == "plcsim-lineX-camY" and sim.persistent and sim.session_expiry_s > 0
+    sim.start()
+    sim.stop()
+    # A clean stop ends the session: a client resuming that id finds none (nothing queues for a gone simulator).
+    assert session_present(broker.url, "plcsim-lineX-camY") is False
+
+
+def session_present(url: str, client_id: str) -> bool:
+    """Connect with `client_id` resuming its session (MQTT 5, clean start off): did the broker have one?"""
+    address = parse_mqtt_url(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    flags: list[bool] = []
+    client.on_connect = lambda _c, _u, f, _r, _p: flags.append(bool(f.session_present))
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(address.host, address.port, 5, clean_start=False, properties=props)
+    client.loop_start()
+    try:
+        assert wait_until(lambda: bool(flags))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return flags[0]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("with_run", [True, False], ids=["run-in-answers", "no-run"])
+def test_free_run_a_new_run_is_a_restart_not_missing_parts(broker: EmbeddedBroker, with_run: bool) -> None:
+    """After a restart the inspector's ids continue past the numbers it had reserved (docs/mqtt.md): a newer `run`
+    tells the PLC the gap holds no parts. Without `run` the same jump reads as missing answers."""
+    sim = PlcSimulator(broker.url, rate=20, gate_ms=1000, parts=6, grace_s=0.2)
+    sim.start()
+    plc = Publisher(broker.url)
+    try:
+        for run, ids in ((3, (11, 12, 13)), (4, (1001, 1002, 1003))):
+            for part_id in ids:
+                answer = {"part_id": part_id, "reject": False, "reason": "", "gate_ts": round(time.time() + 1, 3)}
+                answer.update(seq=part_id, ts=round(time.time(), 3), **({"run": run} if with_run else {}))
+                plc.send("inspector/line1/cam0/reject", json.dumps(answer))
+        assert sim.wait(30)
+    finally:
+        plc.close()
+        report = sim.stop()
+    if with_run:
+        assert report.parts == 6 and report.passed == 6 and report.missing_answers == 0
+    else:
+        assert report.missing_ids == [14, 15, 16], "the gap counted as parts without an answer"
+
+
 def test_plc_sim_command_line_without_a_broker() -> None:
     from inspector.broker import free_port
 
@@ -241,7 +351,14 @@ def test_simulator_over_mqtt_311(tmp_path: Path) -> None:
 
 
 def test_simulator_validates_its_arguments() -> None:
-    for kwargs in ({"rate": 0}, {"gate_ms": -1}, {"parts": 0}, {"first_id": -1}, {"camera": "a/b"}):
+    for kwargs in (
+        {"rate": 0},
+        {"gate_ms": -1},
+        {"parts": 0},
+        {"first_id": -1},
+        {"camera": "a/b"},
+        {"session_expiry_s": -1},
+    ):
         with pytest.raises(ValueError):
             PlcSimulator("mqtt://127.0.0.1:1", **kwargs)  # type: ignore[arg-type]
 

@@ -61,17 +61,19 @@ def new_client(
     username: str | None = None,
     password: str | None = None,
     tls: TlsConfig | None = None,
+    clean_session: bool = True,
 ) -> mqtt.Client:
     """A paho client (callback API 2) with protocol, credentials and TLS set; not yet connected.
 
     Credentials from the config win over those in the URL. TLS is on for `mqtts://` or when `tls` is given;
-    without a CA file the system's trusted CAs verify the broker.
+    without a CA file the system's trusted CAs verify the broker. clean_session: MQTT 3.1.1's flag, for every
+    connect of this client (MQTT 5 chooses clean start and session expiry when connecting instead).
     """
     if protocol == "5":
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     else:
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
         )
     user = username if username is not None else address.username
     secret = password if password is not None else address.password

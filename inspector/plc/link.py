@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from inspector.config import MqttConfig
-from inspector.plc.commands import CommandDispatcher
+from inspector.plc.commands import DUPLICATE_WINDOW_S, CommandDispatcher
 from inspector.plc.connection import Connection
 from inspector.plc.contract import (
     PlcCommands,
@@ -57,6 +57,8 @@ class PlcLink:
         other keys are passed on under `pipeline`.
     reconnect_min_s / reconnect_max_s: back-off between reconnect attempts (doubling); not yet in MqttConfig.
     flush_timeout_s: how long `stop()` waits for queued messages to be acknowledged.
+    duplicate_window_s: a `cmd/trigger` repeating a part id within this window is answered `duplicate` on
+        `cmd/error` and makes no second part.
     dashboard_url: the line's dashboard, announced in every heartbeat once set (the service sets it when the
         dashboard is up); None announces none.
     """
@@ -73,6 +75,7 @@ class PlcLink:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 2.0,
         flush_timeout_s: float = 5.0,
+        duplicate_window_s: float = DUPLICATE_WINDOW_S,
     ) -> None:
         if not config.url:
             raise ValueError("mqtt.url is not set: start inspector.broker.EmbeddedBroker and use its url")
@@ -87,7 +90,13 @@ class PlcLink:
         # One lock for the state of the link, its connection and its queue; never held while calling paho.
         self._lock = threading.Condition(threading.Lock())
         self._out = Outbox(config.offline_queue, config.qos, self._lock)
-        self._commands = CommandDispatcher(commands, self.topics, answer=self._answer, event=self.publish_event)
+        self._commands = CommandDispatcher(
+            commands,
+            self.topics,
+            answer=self._answer,
+            event=self.publish_event,
+            duplicate_window_s=duplicate_window_s,
+        )
         self._conn = Connection(
             config,
             camera_id,
@@ -235,7 +244,8 @@ class PlcLink:
     def stats(self) -> dict[str, Any]:
         """Link counters: verdicts (handled), sent (acknowledged by the broker), refused (of those, acknowledged
         with an error reason, MQTT 5: e.g. an ACL), queued (not yet acknowledged), overflow, late, reconnects,
-        malformed_commands, commands (accepted), connected, protocol."""
+        malformed_commands (answered on `cmd/error`), duplicate_triggers (of those, repeated triggers), commands
+        (accepted), connected, protocol."""
         self._out.sweep()
         with self._lock:
             return {
@@ -247,6 +257,7 @@ class PlcLink:
                 "late": self._out.late,
                 "reconnects": self._conn.reconnects,
                 "malformed_commands": self._commands.malformed,
+                "duplicate_triggers": self._commands.duplicates,
                 "commands": self._commands.accepted,
                 "connected": self._conn.connected,
                 "protocol": self._conn.protocol,

@@ -11,6 +11,12 @@ Two ways to know the parts:
 - free-run (default): the inspector's camera numbers the parts; the simulator learns them from the answers
   (`reject` carries the gate time `gate_ts`) and counts ids skipped in the sequence as missing answers.
 
+Session: like a real PLC should (docs/mqtt.md), the simulator keeps a persistent MQTT session under a fixed client
+id (`plcsim-<line>-<camera>`; MQTT 5: session expiry `session_expiry_s`, 3.1.1: clean session false), so the
+answers published while it is disconnected (a network cut, a broker restart with persistence) are queued by the
+broker and delivered when it reconnects. A new simulator run starts a fresh session (its report counts its own
+parts only) and a clean `stop()` ends it; every reconnect in between resumes it.
+
 Where the inspector knows the truth (the synthetic line, a labelled folder) its `verdict` carries `truth`;
 the simulator then also counts escapes (defective parts that went through) and false rejects (good parts
 rejected, including those rejected for want of an answer). Its command line is `inspector plc-sim`
@@ -22,13 +28,15 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from inspector.config import TlsConfig
@@ -65,6 +73,7 @@ class SimReport:
     escapes: int = 0
     false_rejects: int = 0
     protocol: str = ""
+    reconnects: int = 0
     missing_ids: list[int] = field(default_factory=list)
     escape_ids: list[int] = field(default_factory=list)
     false_reject_ids: list[int] = field(default_factory=list)
@@ -111,6 +120,10 @@ class PlcSimulator:
     parts: stop after this many parts reached the gate (None: until `stop()`).
     first_id: the first part id in triggered mode.
     grace_s: after the last gate, how long to keep listening for late answers and truth.
+    client_id: fixed by default (`plcsim-<line>-<camera>`): a persistent session belongs to a client id.
+    persistent: keep the MQTT session across disconnects (the default, as a PLC should); False: clean session,
+        and what is published while disconnected is lost.
+    session_expiry_s: MQTT 5: how long the broker keeps the session (and queues answers) while disconnected.
     """
 
     def __init__(
@@ -133,6 +146,8 @@ class PlcSimulator:
         client_id: str | None = None,
         grace_s: float = 1.0,
         connect_timeout_s: float = 15.0,
+        persistent: bool = True,
+        session_expiry_s: int = 300,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0 parts a second")
@@ -142,6 +157,8 @@ class PlcSimulator:
             raise ValueError("parts must be >= 1")
         if not 0 <= first_id <= MAX_PART_ID:
             raise ValueError(f"first_id must be in 0..{MAX_PART_ID}")
+        if session_expiry_s < 0:
+            raise ValueError("session_expiry_s must be >= 0")
         self.url = url
         self.topics = Topics.of(prefix, line, camera)
         self.rate = rate
@@ -154,7 +171,9 @@ class PlcSimulator:
         self.username = username
         self._password = password
         self.tls = tls
-        self.client_id = client_id or f"plcsim-{line}-{camera}-{os.getpid()}"
+        self.client_id = client_id or f"plcsim-{line}-{camera}"
+        self.persistent = persistent
+        self.session_expiry_s = session_expiry_s
         self.grace_s = grace_s
         self.connect_timeout_s = connect_timeout_s
 
@@ -165,7 +184,8 @@ class PlcSimulator:
         self._seen_answers: set[tuple[int, int]] = set()  # (part_id, seq) of reject answers
         self._report = SimReport()
         self._client: mqtt.Client | None = None
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # connected and subscribed
+        self._connects = 0
         self._refused: str | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -173,6 +193,7 @@ class PlcSimulator:
         self._next_id = first_id
         self._first_seen: int | None = None
         self._max_seen: int | None = None
+        self._inspector_run: int | None = None  # the inspector's `run` of the newest answers (free-run)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -200,10 +221,23 @@ class PlcSimulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._client is not None:
-            self._client.disconnect()
+            # A clean stop ends the session (MQTT 5): nothing should queue up for a simulator that is gone.
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props if self._report.protocol == "5" else None)
             self._client.loop_stop()
             self._client = None
         return self.report()
+
+    def answered_ids(self) -> list[int]:
+        """The part ids a `reject` answer has arrived for so far, in order."""
+        with self._lock:
+            return sorted({part_id for part_id, _ in self._seen_answers})
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker and subscribed."""
+        return self._connected.is_set()
 
     def run(self, timeout_s: float | None = None) -> SimReport:
         """start(), wait(timeout_s), stop()."""
@@ -236,23 +270,37 @@ class PlcSimulator:
 
     # -- MQTT ---------------------------------------------------------------------------------------------------
 
-    def _connect(self, protocol: str) -> bool:
-        client = new_client(
+    def _new_client(self, protocol: str, clean_session: bool) -> mqtt.Client:
+        return new_client(
             protocol="5" if protocol == "5" else "3.1.1",
             client_id=self.client_id,
             address=parse_mqtt_url(self.url),
             username=self.username,
             password=self._password,
             tls=self.tls,
+            clean_session=clean_session,
         )
+
+    def _connect(self, protocol: str) -> bool:
+        address = parse_mqtt_url(self.url)
+        if protocol != "5" and self.persistent:
+            self._end_old_session_311(address.host, address.port)
+        client = self._new_client(protocol, clean_session=not self.persistent)
         client.reconnect_delay_set(1, 5)
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._refused = None
         self._connected.clear()
-        address = parse_mqtt_url(self.url)
-        client.connect_async(address.host, address.port, keepalive=10)
+        if protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s if self.persistent else 0
+            # Clean start on this run's first connect only: every reconnect resumes the session.
+            clean = MQTT_CLEAN_START_FIRST_ONLY if self.persistent else True
+            client.connect_async(address.host, address.port, keepalive=10, clean_start=clean, properties=props)
+        else:
+            client.connect_async(address.host, address.port, keepalive=10)
         client.loop_start()
         self._client = client
         deadline = time.monotonic() + self.connect_timeout_s
@@ -268,11 +316,33 @@ class PlcSimulator:
         self._client = None
         return False
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+    def _end_old_session_311(self, host: str, port: int) -> None:
+        """MQTT 3.1.1 has no "clean start on the first connect only": end a session an earlier run left behind
+        with one clean-session connect, so its queued answers do not count in this run's report."""
+        client = self._new_client("3.1.1", clean_session=True)
+        try:
+            client.connect(host, port, keepalive=10)
+            client.loop_start()
+            client.disconnect()
+        except OSError:
+            return  # no broker: the real connect says so
+        finally:
+            client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
         if reason.is_failure:
             self._refused = str(reason)
             return
+        self._connects += 1
+        if self._connects > 1:
+            with self._lock:
+                self._report.reconnects += 1
+            if self.persistent and not getattr(flags, "session_present", True):
+                log.warning("plc-sim: the broker lost our session; answers published while away are gone")
         client.subscribe([(self.topics.reject, self.qos), (self.topics.verdict, self.qos)])
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+        self._connected.clear()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
         # Only now can no answer slip past us: the broker routes to a subscription once it acknowledged it.
@@ -301,6 +371,7 @@ class PlcSimulator:
                 self._report.duplicates += 1
                 return
             self._seen_answers.add((part_id, seq))
+            self._note_run(data.get("run"))
             part = self._parts.get(part_id)
             if part is None:
                 if self.trigger:
@@ -315,6 +386,19 @@ class PlcSimulator:
             elif part.answer is None:
                 part.answer = reject
 
+    def _note_run(self, run: Any) -> None:
+        """A newer `run` is a restart of the inspector (lock held): its ids continue past a gap (the numbers it had
+        reserved before, docs/mqtt.md), so the ids in between are no parts, not missing answers."""
+        if (
+            not isinstance(run, int)
+            or isinstance(run, bool)
+            or (self._inspector_run is not None and run <= self._inspector_run)
+        ):
+            return
+        if self._inspector_run is not None:
+            self._max_seen = None
+        self._inspector_run = run
+
     def _follow(self, part_id: int, gate_ts: Any, now: float) -> _Part | None:
         """Free-run: a new id from the inspector. Its gate is `gate_ts`; ids it skipped share that gate.
 
@@ -325,8 +409,9 @@ class PlcSimulator:
         # gate_ts is the inspector's wall clock; a missing one (no deadline) falls back to our own gate time.
         gate = now + (float(gate_ts) - time.time()) if isinstance(gate_ts, int | float) else now + self.gate_s
         if self._first_seen is None:
-            self._first_seen = self._max_seen = part_id
-        assert self._max_seen is not None
+            self._first_seen = part_id
+        if self._max_seen is None:  # the first answer, or the first of a new run: nothing skipped before it
+            self._max_seen = part_id
         for pid in range(min(self._max_seen + 1, part_id), part_id + 1):
             if pid not in self._parts and (self.parts is None or len(self._parts) < self.parts):
                 self._add_part(pid, gate)

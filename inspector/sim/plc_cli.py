@@ -2,7 +2,9 @@
 
 The command line of `inspector.sim.plc.PlcSimulator`: it runs until `--parts` went through the gate, `--duration`
 ran out, or Ctrl-C / SIGTERM, then prints the report (`--json` for a machine). With `--trigger` it is the line
-master and publishes `cmd/trigger` for every part; otherwise it follows the inspector's part ids.
+master and publishes `cmd/trigger` for every part; otherwise it follows the inspector's part ids. Like a real PLC
+should, it keeps a persistent MQTT session under a fixed client id (`plcsim-<line>-<camera>`), so the answers
+published while it is disconnected reach it when it reconnects; `--clean-session` turns that off.
 
     inspector plc-sim --mqtt mqtt://127.0.0.1:1883 --line line1 --camera cam0 --rate 10 --gate-ms 1500 \
         --trigger --parts 400 --json
@@ -55,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up when the broker does not answer within S seconds (default 15)",
     )
+    p.add_argument("--client-id", default=None, help="MQTT client id (default: plcsim-<line>-<camera>, fixed)")
+    p.add_argument(
+        "--clean-session",
+        action="store_true",
+        help="no persistent session: answers published while disconnected are lost (for comparison only)",
+    )
+    p.add_argument(
+        "--session-expiry",
+        type=int,
+        default=300,
+        metavar="S",
+        help="MQTT 5: the broker keeps the session S seconds while disconnected (default 300)",
+    )
     p.add_argument("--grace", type=float, default=1.0, metavar="S", help="listen S seconds after the last gate")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
@@ -87,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         tls=tls,
         grace_s=args.grace,
         connect_timeout_s=args.connect_timeout,
+        client_id=args.client_id,
+        persistent=not args.clean_session,
+        session_expiry_s=args.session_expiry,
     )
     try:
         sim.start()

@@ -10,6 +10,7 @@ from typing import Any
 
 from inspector.config import StoreConfig
 from inspector.store.counters import Counters
+from inspector.store.ids import DEFAULT_BLOCK, StoredIds
 from inspector.store.images import ImageArchive
 from inspector.store.queries import Queries
 from inspector.store.records import StoredVerdict
@@ -92,6 +93,11 @@ class Store(Queries):
         self._writer.close(timeout)
         with self._api_lock:
             self._api_conn.close()
+
+    def part_ids(self, line: str, camera: str, *, block: int = DEFAULT_BLOCK) -> StoredIds:
+        """The part numbers of `camera` on `line`, a new run of them, from this store's database (the caller
+        closes them after the line stopped)."""
+        return StoredIds(self.path, line, camera, block=block)
 
     # ------------------------------------------------------------------------------------- archive, health
     def apply_retention(self, now: float | None = None, conn: sqlite3.Connection | None = None) -> int:
