@@ -15,6 +15,13 @@ class SyntheticConfig(Section):
     seed: int = 0
     defect_rate: float = Field(0.3, ge=0.0, le=1.0, description="share of parts with at least one defect")
     size: int = Field(640, ge=64, description="square scan size in pixels")
+    board_seed: int | None = Field(
+        None,
+        description="one product: every part is the board drawn from this seed, and its defect-free render is the "
+        "golden reference (`inspector sim folder --board-seed K` writes it as reference.png); none: each part its "
+        "own board",
+    )
+    jitter: bool = Field(False, description="place each part with realistic jitter: shift, small rotation, light drift")
 
 
 class GenicamConfig(Section):
