@@ -4,6 +4,12 @@ SOURCE's frames are decoded once and held in memory, then cycled as from a camer
 thread, buffer, inference workers, decision, dispatch) runs over `--frames` of them as fast as it goes, or at
 `--rate` frames a second. Prints fps and capture-to-decision latency; with `--json` the last line is
 `{"fps": ..., "latency_ms": {"p50": ..., "p99": ...}, "mode": ..., ...}`.
+
+A reference model (issue 15) takes references as `inspector detect` does (`inspector.reference_inputs`):
+`--reference IMAGE` for every frame, or a folder of DeepPCB-style pairs (each `NAME_test` frame registered to its
+`NAME_temp`), or SOURCE a data.yaml with `inspector_input: reference-diff` whose `--split` images are composites
+already. Registration runs in the pipeline's inference workers, as on a line: it is in the timing, and in
+`stage_ms` as `register`. SOURCE may be any data.yaml (or a folder holding one): its `--split` images are the frames.
 """
 
 from __future__ import annotations
@@ -12,28 +18,125 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from inspector.config import ModelConfig, PipelineConfig
+from inspector.detect_cli import expand_paths
 from inspector.line import load_recipe, session_plan
-from inspector.pipeline import Pipeline, Recipe
+from inspector.pipeline import Pipeline, Recipe, Sink
+from inspector.protocols import FrameRegistrar
+from inspector.reference import REFERENCE_DIFF, dataset_input_kind
+from inspector.reference_inputs import (
+    PairedRegistrar,
+    add_reference_arguments,
+    plan_references,
+    read_image,
+    to_inspect,
+)
+from inspector.registration import MotionModel
 from inspector.sources import MemorySource, Paced, load_frames
-from inspector.types import FrameSource, SourceError, Thresholds
+from inspector.types import FrameSource, SourceError, Thresholds, Verdict
 
-__all__ = ["main", "run_bench"]
+__all__ = ["BenchFrames", "bench_frames", "main", "run_bench"]
 
 
-def _pipeline(recipe: Recipe, frames: list[Any], count: int, config: PipelineConfig, rate: float | None) -> Pipeline:
+class _UnregisteredCount:
+    """A sink counting the parts that failed safe because they did not register to their reference."""
+
+    name = "unregistered"
+
+    def __init__(self) -> None:
+        self.count = 0  # the dispatch thread alone writes it
+
+    def handle(self, verdict: Verdict) -> None:
+        self.count += "unregistered" in verdict.reasons
+
+    def close(self) -> None:
+        pass
+
+
+def _pipeline(
+    recipe: Recipe,
+    frames: list[Any],
+    count: int,
+    config: PipelineConfig,
+    rate: float | None,
+    sinks: Sequence[Sink] = (),
+) -> Pipeline:
     source: FrameSource = MemorySource(frames, count=count, description="bench frames")
     if rate:
         source = Paced(source, rate)  # live: a surplus part fails safe (counted), as on a line
-    return Pipeline(source, {recipe.name: recipe}, config=config, recipe=recipe.name, stats_window=max(count, 16))
+    return Pipeline(
+        source, {recipe.name: recipe}, config=config, recipe=recipe.name, stats_window=max(count, 16), sinks=sinks
+    )
+
+
+@dataclass
+class BenchFrames:
+    """The frames of a bench run and what a reference model compares them with.
+
+    reference: registers each frame (the `--reference` image's `Registrar`, or a `PairedRegistrar` over pairs);
+    composites: the frames are reference-diff composites already; input: how, in words, for the report.
+    """
+
+    frames: list[np.ndarray]
+    reference: FrameRegistrar | None = None
+    composites: bool = False
+    input: str = "image"
+
+
+def _is_dataset(source: Path) -> bool:
+    return source.suffix in {".yaml", ".yml"} or (source.is_dir() and (source / "data.yaml").is_file())
+
+
+def bench_frames(
+    model: Path,
+    source: Path,
+    *,
+    limit: int,
+    reference: str | None = None,
+    motion: MotionModel = "affine",
+    split: str = "val",
+) -> BenchFrames:
+    """SOURCE's frames (at most `limit`) and their references for `model` (see the module docstring). Raises
+    `SourceError` when there are no frames, `ValueError` (`ModelError`) when model and references do not fit."""
+    from inspector.detector import OnnxDetector  # only to read what the model takes
+
+    kind = OnnxDetector(model, warmup=False, max_batch=1).input_kind
+    if _is_dataset(source):
+        from inspector.eval_data import load_data
+
+        composites = dataset_input_kind(source) == REFERENCE_DIFF
+        paths = [str(p) for p in load_data(source, split).images[:limit]]
+    else:
+        composites = False
+        paths = [p for p, error in expand_paths([str(source)]) if error is None] if source.is_dir() else []
+    references = plan_references(model, kind, paths=paths, reference=reference, composites=composites, motion=motion)
+    if references is None or references.shared is not None:
+        frames = [read_image(p) for p in paths] if _is_dataset(source) else load_frames(source, limit=limit)
+        if references is None:
+            return BenchFrames(frames, composites=composites, input="composites" if composites else "image")
+        assert reference is not None
+        return BenchFrames(frames, references.registrar(reference), input=reference)
+    frames, registrars = [], []
+    for path, error in to_inspect([(p, None) for p in paths], references)[:limit]:
+        if error is not None:
+            raise ValueError(f"{path}: {error}")
+        frames.append(read_image(path))
+        registrars.append(references.registrar(references.reference_of(path)))
+    if not frames:
+        raise SourceError(f"no NAME_test images with their NAME_temp in {source}")
+    return BenchFrames(frames, PairedRegistrar(frames, registrars), input="pairs")
 
 
 def run_bench(
     model: Path,
-    frames: list[Any],
+    frames: list[Any] | BenchFrames,
     *,
     count: int = 500,
     mode: Literal["latency", "throughput"] = "throughput",
@@ -48,10 +151,17 @@ def run_bench(
 
     warmup: frames run through the same detectors first, unmeasured (default: enough for every session to see
     every batch size once, so onnxruntime's allocations for them happen before timing).
+    frames: plain frames, or `bench_frames`' answer for a reference model (registration then runs in the pipeline).
     """
+    given = frames if isinstance(frames, BenchFrames) else BenchFrames(list(frames))
+    frames = given.frames
     model_cfg = ModelConfig(path=model, sessions=sessions, threads=threads, spinning=spinning)
     n_sessions, n_threads = session_plan(mode, model_cfg)
-    recipe = load_recipe("bench", model_cfg, Thresholds(), mode, max_batch, sessions=n_sessions)
+    supplied = given.reference is not None or given.composites
+    recipe = load_recipe(
+        "bench", model_cfg, Thresholds(), mode, max_batch, sessions=n_sessions, reference_supplied=supplied
+    )
+    recipe.reference = given.reference
     batch = recipe.detectors[0].max_batch if mode == "throughput" else 1
     config = PipelineConfig(
         mode=mode, max_batch=min(max_batch, batch), queue_size=max(8, 2 * n_sessions * batch), gate_ms=None
@@ -62,7 +172,8 @@ def run_bench(
         warm_run.start()
         warm_run.wait()
 
-    pipeline = _pipeline(recipe, frames, count, config, rate)
+    unregistered = _UnregisteredCount()
+    pipeline = _pipeline(recipe, frames, count, config, rate, [unregistered])
     start = time.perf_counter()
     pipeline.start()
     pipeline.wait()
@@ -85,6 +196,8 @@ def run_bench(
         "elapsed_s": round(elapsed, 3),
         "inspected": ledger["decided"] - ledger["failsafe"],
         "failsafe": ledger["failsafe"],
+        "unregistered": unregistered.count,
+        "input": given.input,
         "model": str(model),
         "sha256": det.sha256,
         "imgsz": list(getattr(det, "imgsz", [])),
@@ -110,12 +223,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, help="feed frames at this many per second (default: as fast as it goes)")
     parser.add_argument("--max-distinct", type=int, default=200, help="decode at most this many frames of SOURCE")
     parser.add_argument("--warmup", type=int, help="unmeasured frames first (default: a few per session)")
+    parser.add_argument("--split", default="val", help="SOURCE a data.yaml: the split whose images to run (val)")
+    add_reference_arguments(parser)
     args = parser.parse_args(argv)
     if args.frames < 1:
         parser.error("--frames must be >= 1")
     try:
-        frames = load_frames(args.source, limit=args.max_distinct)
-    except SourceError as exc:
+        frames = bench_frames(
+            args.model,
+            args.source,
+            limit=args.max_distinct,
+            reference=args.reference,
+            motion=args.motion,
+            split=args.split,
+        )
+    except (SourceError, OSError, ValueError) as exc:  # ModelError is a ValueError
         print(f"inspector bench: {exc}", file=sys.stderr)
         return 2
     try:
@@ -139,14 +261,18 @@ def main(argv: list[str]) -> int:
         f"mode {result['mode']} ({result['sessions']} session(s) x {result['threads'] or 'auto'} thread(s)"
         + (", spinning" if args.spinning else "")
         + ", "
-        f"batch <= {result['max_batch']}), {result['frames']} frames from {len(frames)} distinct"
+        f"batch <= {result['max_batch']}), {result['frames']} frames from {len(frames.frames)} distinct"
         + (f" at {args.rate:g}/s" if args.rate else "")
     )
     print(f"fps {result['fps']:.1f}  latency p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms")
-    stages = "  ".join(f"{k} {v['p50']:.2f}" for k, v in result["stage_ms"].items())
+    shown = {k: v for k, v in result["stage_ms"].items() if k != "register" or frames.reference is not None}
+    stages = "  ".join(f"{k} {v['p50']:.2f}" for k, v in shown.items())
     print(f"stage p50 (ms): {stages}")
+    if result["input"] != "image":
+        registered = f", {result['unregistered']} unregistered" if frames.reference is not None else ""
+        print(f"reference: {result['input']}{registered}")
     if result["failsafe"]:
-        print(f"fail-safe (not inspected in time): {result['failsafe']}")
+        print(f"fail-safe (not inspected in time, or unregistered): {result['failsafe']}")
     if args.json:
         print(json.dumps(result))
     return 0

@@ -25,6 +25,10 @@ must pass. None is below `--floor` (a detection that weak is noise the sample ca
 Outputs: the thresholds YAML (loadable as `inspector.types.Thresholds`; provenance in comment lines), a PNG of
 the trade-off (escape rate against false-reject rate: one threshold for all classes swept from floor to 1, the
 per-class greedy optimum for every escape budget, and the chosen point), and a JSON summary next to them.
+
+A reference model takes its references as in `inspector eval` (composites of a reference-diff data.yaml as they are,
+`--reference IMAGE`, or NAME_test/NAME_temp pairs); an image that does not register scores 1.0 for every class (the
+line rejects it fail-safe whatever the thresholds), and the summary's `reference` says how many did not.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import numpy as np
 import yaml
 
 from inspector.accuracy import inspection_rates, rejected
-from inspector.evaluate import collect, load_data, load_thresholds, scores_matrix
+from inspector.evaluate import collect, load_data, load_thresholds, registration_report, scores_matrix
+from inspector.reference_inputs import add_reference_arguments
 from inspector.types import Thresholds
 
 __all__ = [
@@ -339,6 +344,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--conf", type=float, default=0.001, help="detector score floor of the pass (0.001)")
     parser.add_argument("--batch", type=int, help="images per inference call")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its choice)")
+    add_reference_arguments(parser)
     args = parser.parse_args(argv)
     rate = args.max_escape if args.max_escape is not None else args.max_false_reject
     if not 0.0 <= rate < 1.0 or not 0.0 < args.floor < 1.0 or args.conf > args.floor:
@@ -352,7 +358,15 @@ def main(argv: list[str]) -> int:
     try:
         base = load_thresholds(args.thresholds)
         data = load_data(args.data, args.split)
-        collected = collect(args.model, data, conf=args.conf, batch=args.batch, threads=args.threads)
+        collected = collect(
+            args.model,
+            data,
+            conf=args.conf,
+            batch=args.batch,
+            threads=args.threads,
+            reference=args.reference,
+            motion=args.motion,
+        )
     except (OSError, ValueError) as exc:
         print(f"inspector calibrate: {exc}", file=sys.stderr)
         return 1
@@ -414,6 +428,7 @@ def main(argv: list[str]) -> int:
             "good_images": len(good),
             "min_confidence": {names[c]: float(written[c]) for c in names},
             "images_per_s": round(collected.images_per_s, 1),
+            "reference": registration_report(collected),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")

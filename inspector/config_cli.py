@@ -10,11 +10,25 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
-from inspector.config import ConfigError, check_files, load_config
+from inspector.config import ConfigError, LineConfig, check_files, load_config
 from inspector.redact import install_log_redaction, redact_obj, redact_text, redact_url
 
-__all__ = ["main"]
+__all__ = ["main", "start_with_config"]
+
+
+def start_with_config(path: str | Path | None, *, log_level: int | str, log_format: str) -> LineConfig | None:
+    """How a command that reads a line config starts (`check-config`, `run`): logging, with credentials redacted
+    in every record, then the config at `path`, or None after printing its problems (field and line, secrets
+    redacted) to stderr."""
+    logging.basicConfig(level=log_level, format=log_format)
+    install_log_redaction()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(redact_text(str(exc)), file=sys.stderr)
+        return None
 
 
 def main(argv: list[str]) -> int:
@@ -32,12 +46,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--print", action="store_true", help="print the resolved config (defaults filled in)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="inspector check-config: %(levelname)s %(message)s")
-    install_log_redaction()
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        print(redact_text(str(exc)), file=sys.stderr)
+    log_format = "inspector check-config: %(levelname)s %(message)s"
+    config = start_with_config(args.file, log_level=logging.WARNING, log_format=log_format)
+    if config is None:
         return 1
     issues = []
     if not args.no_files:

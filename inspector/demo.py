@@ -9,6 +9,10 @@ truth, at the PLC's gate. `--product NAME` runs a recipe package (`recipes/NAME/
 `--changeover N` switches products every N parts, the PLC sending `cmd/recipe` (`inspector.sim.changeover`), and
 the JSON line adds `changeover`: switch times and verdicts whose recipe is not the product carried.
 
+`--reference` (issue 15) runs the line as one product (board `--seed`) placed with jitter (shift, small rotation,
+light drift), writes the product's golden reference into the work folder, and registers each part to it before a
+reference model (`--model`, metadata `inspector.input: reference-diff`) sees the part and its reference together.
+
 Its work folder (store, images) and the embedded broker's are temporary and marked with the demo's pid: a demo
 killed with `kill -9` leaves them (and, thanks to the parent-death signal, no broker), and the next demo removes
 them. A broker URL with a password is shown redacted in the banner.
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from inspector.config import DEFAULT_MODEL, LineConfig
+from inspector.config import DEFAULT_MODEL, LineConfig, SyntheticConfig
 from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
 from inspector.tempdirs import owned_tempdir, remove_stale
@@ -104,16 +108,39 @@ def demo_thresholds(model: Path) -> Thresholds:
 
 
 def demo_config(
-    rate: float, port: int, mqtt_url: str | None, workdir: Path, seed: int, defect_rate: float, model: Path
+    rate: float,
+    port: int,
+    mqtt_url: str | None,
+    workdir: Path,
+    seed: int,
+    defect_rate: float,
+    model: Path,
+    reference: bool = False,
 ) -> LineConfig:
-    """The demo line: synthetic camera at `rate` parts/s, the reference model, broker, store and dashboard."""
+    """The demo line: synthetic camera at `rate` parts/s, the reference model, broker, store and dashboard.
+
+    reference: one product (board `seed`) with jitter, and its golden reference written to `workdir/reference.png`
+    as the recipe's `reference.image` (the model must be a reference model)."""
+    synthetic: dict[str, Any] = {"seed": seed, "defect_rate": defect_rate}
+    extra: dict[str, Any] = {}
+    if reference:
+        import cv2
+
+        from inspector.sim import SyntheticLine
+
+        synthetic.update(board_seed=seed, jitter=True)
+        image = workdir / "reference.png"
+        size = SyntheticConfig().size
+        if not cv2.imwrite(str(image), SyntheticLine(board_seed=seed, size=size).reference()):
+            raise OSError(f"cannot write {image}")
+        extra["reference"] = {"image": str(image), "motion": "rigid"}
     thresholds = demo_thresholds(model)
     rules = [thresholds.default, *thresholds.classes.values()]
     # The detector's score floor must not hide what a calibrated threshold below the default would keep.
     floor = min(0.25, *(r.min_confidence for r in rules))
     return LineConfig.model_validate(
         {
-            "camera": {"source": "synthetic", "fps": rate, "synthetic": {"seed": seed, "defect_rate": defect_rate}},
+            "camera": {"source": "synthetic", "fps": rate, "synthetic": synthetic},
             "model": {"path": str(model), "conf": floor},
             "thresholds": thresholds.model_dump(),
             "pipeline": {"mode": "latency", "gate_ms": 2000},
@@ -124,6 +151,7 @@ def demo_config(
                 "images_dir": str(workdir / "images"),
                 "pass_sample_rate": 0.05,
             },
+            **extra,
         }
     )
 
@@ -150,6 +178,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--changeover", type=int, metavar="N", help="switch products every N parts (a mixed day)")
     parser.add_argument("--products", help="comma-separated products for --changeover (default: every package)")
     parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="one product with jitter, registered to its golden reference (needs a reference model: --model)",
+    )
+    parser.add_argument(
         "--opcua-port", type=int, metavar="P", help="serve OPC UA on opc.tcp://127.0.0.1:P (docs/plant.md)"
     )
     parser.add_argument("--sparkplug", action="store_true", help="also run the Sparkplug B edge node (docs/plant.md)")
@@ -169,6 +202,8 @@ def main(argv: list[str]) -> int:
         parser.error("--changeover must be at least 1")
     if args.lines < 1:
         parser.error("--lines must be at least 1")
+    if args.reference and (args.lines > 1 or args.product is not None or args.changeover is not None):
+        parser.error("--reference runs one line of one product (no --lines, --product or --changeover)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
@@ -209,7 +244,9 @@ def _run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
     from inspector.sim.plc import PlcSimulator
     from inspector.sources import Paced
 
-    config = demo_config(args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model)
+    config = demo_config(
+        args.rate, args.port, args.mqtt, workdir, args.seed, args.defect_rate, args.model, reference=args.reference
+    )
     opcua_password = None
     if args.opcua_port is not None:
         from inspector.opcua.security import demo_settings

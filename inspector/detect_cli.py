@@ -12,7 +12,8 @@ checked against the `NAME_temp` beside it (a folder's `_temp` images are referen
 is registered to its reference (`inspector.registration`, `--motion`) and the detector gets their composite
 (`inspector.reference`); its JSON line adds `"reference"` (the reference's path) and `"registration"` (motion and
 correlation). An image that does not register is an error line `unregistered (<reason>): ...`. A reference model
-with no reference at all, or a plain model given `--reference`, is refused at load (exit 2).
+with no reference at all, or a plain model given `--reference`, is refused at load (exit 2). The pairing, the
+registration and that check live in `inspector.reference_inputs`, shared with `eval`, `calibrate` and `bench`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-import cv2
 import numpy as np
 
-from inspector.detector import PROVIDERS, ModelError, OnnxDetector
-from inspector.detector.metadata import check_reference
-from inspector.reference import REFERENCE_DIFF, paired_template, reference_composite
-from inspector.registration import MOTION_MODELS, MotionModel, Registrar
+from inspector.detector import PROVIDERS, OnnxDetector
+from inspector.reference_inputs import add_reference_arguments, plan_references, read_image, to_inspect
 from inspector.types import Detections
 
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "main", "read_image"]
@@ -57,19 +55,6 @@ def expand_paths(paths: list[str]) -> Iterator[tuple[str, str | None]]:
             yield raw, "not a regular file"
         else:
             yield raw, "no such file or folder"
-
-
-def read_image(path: str) -> np.ndarray:
-    """(h, w, 3) uint8 BGR, read like Ultralytics does (`imdecode` of the bytes, so any file name works; grey and
-    16-bit images come back as 8-bit BGR). Raises `ValueError` when the file is not a decodable image."""
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as exc:
-        raise ValueError(f"cannot read: {exc.strerror or exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError("not a readable image")
-    return image
 
 
 def _print_table(out: TextIO, path: str, image: np.ndarray, dets: Detections, names: dict[int, str]) -> None:
@@ -104,63 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--batch", type=int, default=1, help="images per inference run (capped by the model)")
-    ap.add_argument(
-        "--reference",
-        metavar="IMAGE",
-        help="reference models: the defect-free reference of every image (default: each NAME_test image's NAME_temp)",
-    )
-    ap.add_argument(
-        "--motion",
-        choices=MOTION_MODELS,
-        default="affine",
-        help="reference models: how an image may move against its reference (default affine: scans such as "
-        "DeepPCB's are stretched a little along one axis; parts on a fixture are rigid)",
-    )
+    add_reference_arguments(ap)
     ap.add_argument(
         "--rect",
         action="store_true",
         help="dynamic-shape models: pad each image only to the stride (as Ultralytics' predict does for them)",
     )
     return ap
-
-
-class _References:
-    """Each image's reference for a reference model: the one `--reference`, or each NAME_test's NAME_temp; one
-    `Registrar` per reference image, built when first needed."""
-
-    def __init__(self, shared: str | None, motion: MotionModel) -> None:
-        self.shared, self.motion = shared, motion
-        self._registrars: dict[str, Registrar] = {}
-
-    def for_image(self, path: str) -> str | None:
-        if self.shared is not None:
-            return self.shared
-        template = paired_template(path)
-        return str(template) if template is not None else None
-
-    def registrar(self, reference: str) -> Registrar:
-        """Raises ValueError when the reference cannot be read or has no texture to register against."""
-        if reference not in self._registrars:
-            self._registrars[reference] = Registrar(read_image(reference), model=self.motion)
-        return self._registrars[reference]
-
-
-def _to_inspect(paths: list[str], references: _References | None) -> list[tuple[str, str | None]]:
-    """(path, error) per image; for a reference model that pairs NAME_test with NAME_temp, a folder's templates
-    are references and not inspected, and an image without a reference is an error."""
-    items = list(expand_paths(paths))
-    if references is None or references.shared is not None:
-        return items
-    out = []
-    for path, error in items:
-        if error is None and Path(path).stem.endswith("_temp"):
-            test = Path(path).with_name(Path(path).stem.removesuffix("_temp") + "_test" + Path(path).suffix)
-            if test.is_file():
-                continue  # the reference of a test image in the same run
-        if error is None and references.for_image(path) is None:
-            error = "no reference: a reference model needs --reference IMAGE, or NAME_test.* beside its NAME_temp.*"
-        out.append((path, error))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,19 +119,17 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.batch,
             rect=args.rect,
         )
-        references = _References(args.reference, args.motion) if detector.input_kind == REFERENCE_DIFF else None
-        items = _to_inspect(args.paths, references)
-        has_reference = args.reference is not None or (
-            references is not None and any(error is None for _, error in items)
+        expanded = list(expand_paths(args.paths))
+        references = plan_references(
+            detector.path,
+            detector.input_kind,
+            paths=[path for path, error in expanded if error is None],
+            reference=args.reference,
+            motion=args.motion,
         )
-        check_reference(detector.path, detector.input_kind, has_reference)
-        if references is not None and args.reference is not None:
-            references.registrar(args.reference)
-    except ModelError as exc:
+        items = to_inspect(expanded, references)
+    except ValueError as exc:  # ModelError is a ValueError
         print(f"inspector detect: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"inspector detect: --reference {args.reference}: {exc}", file=sys.stderr)
         return 2
     batch_size = min(args.batch, detector.max_batch)
     failed = 0
@@ -231,16 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         if references is None:
             return image, {}
         reference = references.for_image(path)
-        assert reference is not None  # _to_inspect reported images without one
-        try:
-            registrar = references.registrar(reference)
-        except ValueError as exc:
-            raise ValueError(f"reference {reference}: {exc}") from exc
-        result = registrar.register(image)
-        if not result.ok:
-            raise ValueError(f"unregistered ({result.reason}) against {reference}: {result.detail}")
+        assert reference is not None  # to_inspect reported images without one
+        composite, result = references.composite(image, reference)  # NotRegistered is a ValueError
         registration = {**result.motion.to_dict(), "correlation": round(result.correlation, 4)}
-        return reference_composite(image, result.reference), {"reference": reference, "registration": registration}
+        return composite, {"reference": reference, "registration": registration}
 
     pending: list[tuple[str, np.ndarray, dict[str, object]]] = []
     for path, error in items:

@@ -26,6 +26,13 @@ full imgsz.
 DATA is an Ultralytics data.yaml (with our `templates_val` key for the defect-free images, as written by
 `inspector dataset import-deeppcb`), or a YOLO folder holding one (or `images/<split>`, `labels/<split>`,
 `templates/<split>`).
+
+A reference model (issue 15) takes references as `inspector detect` does (`inspector.reference_inputs`): a data.yaml
+with `inspector_input: reference-diff` (`import-deeppcb --reference`) holds composites and they go in as they are;
+else `--reference IMAGE` for every image, or each `NAME_test` image against the `NAME_temp` beside it (a template
+`NAME_temp` without one against itself). An image that does not register has no detections and counts as rejected
+(the line's fail-safe `unregistered`); registration time is reported apart from the detector's. A reference model
+without references, or a plain model on composites or with `--reference`, is a clear error.
 """
 
 from __future__ import annotations
@@ -35,16 +42,18 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from inspector.accuracy import DetectionAccumulator, precision_recall_f1
 from inspector.decide import decide, kept_mask
+from inspector.eval_data import EvalData, load_data, load_thresholds
+from inspector.reference_inputs import add_reference_arguments
+from inspector.registration import MotionModel
 from inspector.types import Detections, Thresholds
 
 __all__ = [
@@ -57,116 +66,19 @@ __all__ = [
     "load_data",
     "load_thresholds",
     "main",
+    "registration_report",
     "scores_matrix",
 ]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-@dataclass(slots=True)
-class EvalData:
-    """The images of one split.
-
-    images: the inspected images; labels: per image an (m, 5) float32 array `class cx cy w h` normalised to
-    [0, 1] (YOLO format; (0, 5) when the image has no label file or an empty one); templates: defect-free images.
-    """
-
-    names: dict[int, str]
-    images: list[Path]
-    labels: list[np.ndarray]
-    templates: list[Path]
-    source: str
-
-
-def _image_files(root: Path) -> list[Path]:
-    if root.suffix == ".txt":  # an Ultralytics image list, paths relative to the list's folder
-        return [(root.parent / line.strip()).resolve() for line in root.read_text().splitlines() if line.strip()]
-    if root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES:
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last `images` folder in the path becomes `labels`, the suffix `.txt`."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            return Path(*parts).with_suffix(".txt")
-    return image.with_suffix(".txt")
-
-
-def _read_labels(path: Path, nc: int) -> np.ndarray:
-    if not path.exists():
-        return np.zeros((0, 5), np.float32)
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return np.zeros((0, 5), np.float32)
-    if any(len(r) != 5 for r in rows):
-        raise ValueError(f"{path}: expected 'class cx cy w h' per line (detection labels)")
-    labels = np.array(rows, dtype=np.float32)
-    if labels[:, 0].min() < 0 or labels[:, 0].max() >= nc:
-        raise ValueError(f"{path}: class id outside 0..{nc - 1}")
-    return labels
-
-
-def _names(raw: Any) -> dict[int, str]:
-    if isinstance(raw, list):
-        return dict(enumerate(str(n) for n in raw))
-    if isinstance(raw, dict):
-        return {int(k): str(v) for k, v in raw.items()}
-    raise ValueError("data: 'names' must be a list or a mapping")
-
-
-def load_data(data: Path, split: str = "val") -> EvalData:
-    """Resolve DATA (data.yaml or YOLO folder) into the images, labels and defect-free templates of `split`."""
-    data = Path(data)
-    if data.is_dir() and (data / "data.yaml").exists():
-        data = data / "data.yaml"
-    if data.suffix in {".yaml", ".yml"}:
-        spec = yaml.safe_load(data.read_text()) or {}
-        if split not in spec:
-            raise ValueError(f"{data}: no '{split}' entry")
-        base = Path(spec.get("path") or ".")
-        if not base.is_absolute():
-            base = (data.parent / base).resolve()
-        names = _names(spec.get("names"))
-        entries = spec[split] if isinstance(spec[split], list) else [spec[split]]
-        images = [p for entry in entries for p in _image_files(base / entry)]
-        templates_key = spec.get(f"templates_{split}")
-        templates = _image_files(base / templates_key) if templates_key else []
-    elif data.is_dir():
-        root = data / "images" / split
-        if not root.is_dir():
-            raise FileNotFoundError(f"{data}: no data.yaml and no images/{split} folder")
-        names_file = data / "names.txt"
-        if not names_file.exists():
-            raise ValueError(f"{data}: a folder without data.yaml needs names.txt (one class name a line)")
-        names = dict(enumerate(line.strip() for line in names_file.read_text().splitlines() if line.strip()))
-        images = _image_files(root)
-        templates = _image_files(data / "templates" / split) if (data / "templates" / split).is_dir() else []
-    else:
-        raise FileNotFoundError(f"{data}: not a data.yaml or a folder")
-    if not images:
-        raise ValueError(f"{data}: the '{split}' split has no images")
-    labels = [_read_labels(_label_path(p), len(names)) for p in images]
-    return EvalData(names=names, images=images, labels=labels, templates=templates, source=str(data))
-
-
-def load_thresholds(path: Path | None) -> Thresholds:
-    """The deployed thresholds from a YAML file (`inspector calibrate`'s output), or the defaults."""
-    if path is None:
-        return Thresholds()
-    return Thresholds.model_validate(yaml.safe_load(Path(path).read_text()) or {})
 
 
 @dataclass
 class Collected:
     """One detection pass over a split. Detections are in original-image pixels.
 
-    gt: per image (xyxy (m, 4) float32 pixels, class (m,) int64).
+    gt: per image (xyxy (m, 4) float32 pixels, class (m,) int64). reference: how a reference model got its
+    references ("composites", "pairs" or the `--reference` image; None for a plain model). unregistered /
+    template_unregistered: per image, True when it did not register to its reference (its detections are empty:
+    the line rejects such a part fail-safe, `unregistered`); empty lists when there was no registration.
     """
 
     data: EvalData
@@ -182,6 +94,10 @@ class Collected:
     detect_seconds: float = 0.0
     read_seconds: float = 0.0
     selftest: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+    unregistered: list[bool] = field(default_factory=list)
+    template_unregistered: list[bool] = field(default_factory=list)
+    register_seconds: float = 0.0
 
     @property
     def names(self) -> dict[int, str]:
@@ -210,13 +126,20 @@ def collect(
     threads: int = 0,
     providers: Sequence[str] = ("cpu",),
     selftest: bool = True,
+    reference: str | None = None,
+    motion: MotionModel = "affine",
 ) -> Collected:
     """Run the detector over the split's images and templates (in batches), timing the detector alone.
 
     selftest: first check the file on this host against its recorded source outputs (`inspector.selftest`) and
     raise `SelfTestError` when it fails; False measures a failing file anyway (the result is still reported).
+    A reference model gets composites as `inspector.reference_inputs` builds them: the data's own (a reference-diff
+    data.yaml), or each image registered (`motion`) to `reference`, or to its NAME_temp (a `_temp` template without
+    one to itself); registration is timed apart. Raises `ModelError` when model and data do not fit.
     """
     from inspector.detector import OnnxDetector  # the runtime; imported here so that `--help` stays cheap
+    from inspector.reference import REFERENCE_DIFF
+    from inspector.reference_inputs import NotRegistered, is_pair_reference, plan_references
     from inspector.selftest import SelfTestError, failure_message, run_selftest
 
     kwargs: dict[str, Any] = {"providers": tuple(providers), "threads": threads, "conf": conf, "iou": iou}
@@ -232,6 +155,14 @@ def collect(
     if model_names != data.names:
         msg = f"class names differ (model {model_names}, data {data.names}); class ids are compared"
         print(f"inspector eval: {msg}", file=sys.stderr)
+    composites = data.input_kind == REFERENCE_DIFF
+    references = plan_references(
+        detector.path, detector.input_kind, paths=data.images, reference=reference, composites=composites, motion=motion
+    )
+    if references is not None and reference is None:  # pairs: a pair's reference is not a part to inspect
+        keep = [i for i, p in enumerate(data.images) if not is_pair_reference(p)]
+        images, labels = [data.images[i] for i in keep], [data.labels[i] for i in keep]
+        data = replace(data, images=images, labels=labels)
     out = Collected(
         data=data,
         model=str(model),
@@ -241,9 +172,10 @@ def collect(
         iou=iou,
         batch=detector.max_batch,
         selftest=check.to_dict(),
+        reference="composites" if composites else None if references is None else (reference or "pairs"),
     )
 
-    def run(paths: list[Path], sink: list[Detections], labels: list[np.ndarray] | None) -> None:
+    def run(paths: list[Path], sink: list[Detections], labels: list[np.ndarray] | None, failed: list[bool]) -> None:
         for start in range(0, len(paths), detector.max_batch):
             chunk = paths[start : start + detector.max_batch]
             t0 = time.perf_counter()
@@ -254,15 +186,30 @@ def collect(
                     raise ValueError(f"{p}: not an image")
                 images.append(image)
             t1 = time.perf_counter()
-            sink.extend(detector.detect(images))
-            out.detect_seconds += time.perf_counter() - t1
+            inputs = images
+            if references is not None:
+                inputs = []
+                for p, image in zip(chunk, images, strict=True):
+                    try:
+                        inputs.append(references.composite(image, references.reference_of(p, own=labels is None))[0])
+                        failed.append(False)
+                    except NotRegistered:
+                        failed.append(True)  # no detections: the line rejects it fail-safe
+            t2 = time.perf_counter()
+            found = iter(detector.detect(inputs) if inputs else [])
+            if references is None:
+                sink.extend(found)
+            else:
+                sink.extend(Detections.empty() if bad else next(found) for bad in failed[-len(chunk) :])
+            out.detect_seconds += time.perf_counter() - t2
+            out.register_seconds += t2 - t1
             out.read_seconds += t1 - t0
             if labels is not None:
                 for image, lab in zip(images, labels[start : start + len(chunk)], strict=True):
                     out.gt.append(_to_pixels(lab, image.shape[:2]))
 
-    run(data.images, out.detections, data.labels)
-    run(data.templates, out.template_detections, None)
+    run(data.images, out.detections, data.labels, out.unregistered)
+    run(data.templates, out.template_detections, None, out.template_unregistered)
     return out
 
 
@@ -297,13 +244,24 @@ def scores_matrix(collected: Collected, thresholds: Thresholds) -> tuple[np.ndar
     """(defective (n_def, nc), defect-free (n_good, nc)) class scores of every image, see `class_scores`.
 
     Defective: split images with at least one label. Defect-free: templates, plus split images without labels.
+    An image that did not register to its reference scores 1.0 for every class: rejected at any threshold.
     """
     nc = len(collected.names)
+
+    def scores(dets: Detections, unregistered: bool) -> np.ndarray:
+        return np.ones(nc) if unregistered else class_scores(dets, thresholds, collected.names)
+
     defective, good = [], []
-    for dets, (_, gt_cls) in zip(collected.detections, collected.gt, strict=True):
-        (defective if len(gt_cls) else good).append(class_scores(dets, thresholds, collected.names))
-    good += [class_scores(d, thresholds, collected.names) for d in collected.template_detections]
+    for dets, (_, gt_cls), bad in zip(collected.detections, collected.gt, _flags(collected, False), strict=True):
+        (defective if len(gt_cls) else good).append(scores(dets, bad))
+    good += [scores(d, bad) for d, bad in zip(collected.template_detections, _flags(collected, True), strict=True)]
     return np.array(defective, dtype=np.float64).reshape(-1, nc), np.array(good, dtype=np.float64).reshape(-1, nc)
+
+
+def _flags(collected: Collected, templates: bool) -> list[bool]:
+    """Per image of the split (or of the templates), whether it did not register (all False without registration)."""
+    flags = collected.template_unregistered if templates else collected.unregistered
+    return flags or [False] * len(collected.template_detections if templates else collected.detections)
 
 
 def _r(x: float) -> float:
@@ -319,22 +277,22 @@ def evaluate(collected: Collected, thresholds: Thresholds) -> dict[str, Any]:
     kept_cls: list[np.ndarray] = []
     images_with = np.zeros(nc, int)
     escapes = defective = false_rejects = good = 0
-    for dets, (gt_xyxy, gt_cls) in zip(collected.detections, collected.gt, strict=True):
+    for dets, (gt_xyxy, gt_cls), bad in zip(collected.detections, collected.gt, _flags(collected, False), strict=True):
         _, tp_deeppcb = acc.add(dets.xyxy, dets.confidence, dets.class_id, gt_xyxy, gt_cls)
         keep = kept_mask(dets, thresholds, names)
         kept_tp.append(tp_deeppcb[keep])
         kept_cls.append(dets.class_id[keep])
         images_with[np.unique(gt_cls)] += 1
-        verdict = decide(dets, thresholds, names)
+        rejected = bad or decide(dets, thresholds, names).rejected  # unregistered: a fail-safe reject
         if len(gt_cls):
             defective += 1
-            escapes += not verdict.rejected
+            escapes += not rejected
         else:
             good += 1
-            false_rejects += verdict.rejected
-    for dets in collected.template_detections:
+            false_rejects += rejected
+    for dets, bad in zip(collected.template_detections, _flags(collected, True), strict=True):
         good += 1
-        false_rejects += decide(dets, thresholds, names).rejected
+        false_rejects += bad or decide(dets, thresholds, names).rejected
     coco, deeppcb = acc.result()
     target_cls = np.concatenate([g[1] for g in collected.gt]) if collected.gt else np.zeros(0, np.int64)
     pooled, per_class = precision_recall_f1(
@@ -400,7 +358,26 @@ def evaluate(collected: Collected, thresholds: Thresholds) -> dict[str, Any]:
             "batch": collected.batch,
             "note": "detector.detect (preprocess + inference + NMS) at the eval score floor; image reading excluded",
         },
+        "reference": registration_report(collected),
         "classes": classes,
+    }
+
+
+def registration_report(collected: Collected) -> dict[str, Any] | None:
+    """How a reference model got its references, and what did not register (None for a plain model)."""
+    if collected.reference is None:
+        return None
+    if collected.reference == "composites":
+        return {"input": "composites"}  # the data's own: nothing registered here
+    paths = [*collected.data.images, *collected.data.templates]
+    failed = [str(p) for p, bad in zip(paths, _flags(collected, False) + _flags(collected, True), strict=True) if bad]
+    registered = len(collected.unregistered) + len(collected.template_unregistered)
+    return {
+        "input": collected.reference,
+        "registered": registered - len(failed),
+        "unregistered": len(failed),
+        "unregistered_images": failed[:20],
+        "register_ms": round(1000 * collected.register_seconds / registered, 2) if registered else None,
     }
 
 
@@ -437,6 +414,14 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     if report.get("selftest"):
         lines.append(f"self-test: {report['selftest']['summary']}")
+    ref = report.get("reference")
+    if ref and ref["input"] == "composites":
+        lines.append("reference: the data's reference-diff composites, as they are")
+    elif ref:
+        lines.append(
+            f"reference: {ref['input']}, {ref['registered']} registered ({ref['register_ms']} ms each), "
+            f"{ref['unregistered']} unregistered (rejected fail-safe)"
+        )
     return "\n".join(lines)
 
 
@@ -452,6 +437,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its choice)")
     parser.add_argument("--providers", default="cpu", help="comma-separated execution providers (cpu)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    add_reference_arguments(parser)
     parser.add_argument(
         "--ignore-selftest",
         action="store_true",
@@ -470,6 +456,8 @@ def main(argv: list[str]) -> int:
             threads=args.threads,
             providers=args.providers.split(","),
             selftest=not args.ignore_selftest,
+            reference=args.reference,
+            motion=args.motion,
         )
         report = evaluate(collected, thresholds)
     except (OSError, ValueError) as exc:  # ModelError is a ValueError

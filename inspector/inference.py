@@ -21,9 +21,9 @@ from inspector.config import PipelineConfig
 from inspector.decide import decide
 from inspector.ledger import Ledger, Part, stamp
 from inspector.part_buffer import PartBuffer
-from inspector.protocols import Detector, Recipe
+from inspector.protocols import Detector, FrameRegistrar, Recipe
 from inspector.reference import reference_composite
-from inspector.registration import Registrar, Unregistered
+from inspector.registration import Unregistered
 from inspector.stats import Stats
 from inspector.throttled_log import ThrottledLog
 from inspector.types import Detections, Timings, Verdict
@@ -62,7 +62,7 @@ def detect_batch(
     return results
 
 
-def register_batch(reference: Registrar, images: Sequence[np.ndarray]) -> list[np.ndarray | Unregistered]:
+def register_batch(reference: FrameRegistrar, images: Sequence[np.ndarray]) -> list[np.ndarray | Unregistered]:
     """Each image's detector input: the composite of the image and the reference registered to it, or why the
     image did not register."""
     out: list[np.ndarray | Unregistered] = []

@@ -80,6 +80,7 @@ def load_recipe(
     max_batch: int = 1,
     sessions: int | None = None,
     reference: ReferenceConfig | None = None,
+    reference_supplied: bool = False,
 ) -> Recipe:
     """Load a recipe's model as `sessions` detectors (each its own onnxruntime session) with its thresholds and
     its golden reference (`reference.image`, optional).
@@ -88,6 +89,8 @@ def load_recipe(
     that fails is replaced by `model.fallback` (self-tested too, and reported as the recipe's alarm), or the load
     fails with `SelfTestError` naming the file, the CPU's instruction sets, onnxruntime and the provider.
     A reference model without a reference image, or a plain model with one, fails with `ModelError`.
+    reference_supplied: the caller gives the reference another way (frames that are composites already, or its own
+    `Recipe.reference` set after loading, as `inspector bench` does): the model must be a reference model.
     """
     from inspector.detector import load_detector  # onnxruntime loads here, not at import
     from inspector.selftest import checked_detector
@@ -97,7 +100,11 @@ def load_recipe(
     count = sessions or planned
     batch = max_batch if mode == "throughput" else 1
     fallback_cfg = model.model_copy(update={"path": model.fallback, "fallback": None}) if model.fallback else None
-    kwargs: dict[str, Any] = {"threads": threads, "max_batch": batch, "reference": registrar is not None}
+    kwargs: dict[str, Any] = {
+        "threads": threads,
+        "max_batch": batch,
+        "reference": registrar is not None or reference_supplied,
+    }
     first, selftest, alarm = checked_detector(
         lambda: load_detector(model, **kwargs),
         (lambda: load_detector(fallback_cfg, **kwargs)) if fallback_cfg else None,

@@ -18,10 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from inspector.config import ConfigError, load_config
+from inspector.config_cli import start_with_config
 from inspector.line import JsonlSink
 from inspector.pipeline import Sink
-from inspector.redact import install_log_redaction, redact_text
+from inspector.redact import redact_text
 
 __all__ = ["main"]
 
@@ -49,13 +49,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stats-every", type=float, default=10.0, metavar="S", help="log a summary every S seconds")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(redact_text(str(exc)), file=sys.stderr)
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    config = start_with_config(args.config, log_level=args.log_level, log_format=log_format)
+    if config is None:
         return 2
     from inspector.preflight import check_source
 

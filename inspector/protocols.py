@@ -8,11 +8,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from inspector.registration import Registrar
+from inspector.registration import Registered, Unregistered
 from inspector.thresholds import ThresholdsHolder
 from inspector.types import Detections, Verdict
 
-__all__ = ["Detector", "Recipe", "Sink"]
+__all__ = ["Detector", "FrameRegistrar", "Recipe", "Sink"]
 
 
 @runtime_checkable
@@ -42,6 +42,13 @@ class Detector(Protocol):
     ) -> list[Detections]: ...
 
 
+class FrameRegistrar(Protocol):
+    """What the pipeline needs of a golden reference: `inspector.registration.Registrar` (a benchmark over pairs
+    gives each frame its own, `inspector.reference_inputs.PairedRegistrar`)."""
+
+    def register(self, frame: np.ndarray) -> Registered | Unregistered: ...
+
+
 @dataclass
 class Recipe:
     """One product: its detectors (one per inference worker; they may be the same object) and thresholds.
@@ -59,7 +66,7 @@ class Recipe:
     thresholds: ThresholdsHolder
     model: dict[str, Any] = field(default_factory=dict)
     alarm: str | None = None
-    reference: Registrar | None = None
+    reference: FrameRegistrar | None = None
     gate_ms: float | None = None
 
     @property

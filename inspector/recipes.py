@@ -41,9 +41,8 @@ from inspector.config import (
     PartGeometry,
     RecipeConfig,
     ReferenceConfig,
-    _issues,
-    _read_yaml,
 )
+from inspector.config.loader import read_yaml, validation_issues
 from inspector.resources import RECIPE_FILE, data_dirs, find_calibration, find_model, find_recipe, recipe_packages
 from inspector.types import Thresholds
 
@@ -180,11 +179,11 @@ def load_package(ref: str | Path) -> tuple[str, RecipeConfig]:
     if not recipe_file.is_file():
         known = ", ".join(recipe_packages()) or "none"
         raise ConfigError(str(recipe_file), [ConfigIssue("", f"no recipe package here (packages found: {known})")])
-    data, lines = _read_yaml(recipe_file)
+    data, lines = read_yaml(recipe_file)
     try:
         package = PackageFile.model_validate(data, context={"folder": folder})
     except ValidationError as exc:
-        raise ConfigError(str(recipe_file), _issues(exc, lines, {})) from None
+        raise ConfigError(str(recipe_file), validation_issues(exc, lines, {})) from None
     return package.recipe(folder.resolve())
 
 
@@ -245,7 +244,7 @@ def check_package(ref: str | Path) -> tuple[str | None, list[ConfigIssue]]:
     except ConfigError as exc:
         return None, exc.issues
     recipe_file = package_dir(ref) / RECIPE_FILE
-    _, lines = _read_yaml(recipe_file)
+    _, lines = read_yaml(recipe_file)
     try:
         names, input_kind = model_facts(recipe.model.path)
     except Exception as exc:  # onnxruntime raises its own types for a file that is not ONNX

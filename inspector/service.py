@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from inspector.part_ids import PartIds, clock_ids
 from inspector.pipeline import Pipeline, Sink
 from inspector.thresholds import FLOOR_ALARM, LineThresholds
 from inspector.types import FrameSource
+from inspector.webserver import ThreadedServer, serve_in_thread
 
 __all__ = ["EdgeService", "model_brief"]
 
@@ -78,8 +78,7 @@ class EdgeService:
         self.broker: Any = None
         self.dashboard_url: str | None = None
         self.first_password: str | None = None
-        self._server: Any = None
-        self._server_thread: threading.Thread | None = None
+        self._web: ThreadedServer | None = None  # the dashboard's server
         self._stopped = False
         self._line_started = False
 
@@ -261,8 +260,6 @@ class EdgeService:
             log.warning("Sparkplug broker %s not reachable yet; starting the line", self.sparkplug.info()["url"])
 
     def _start_dashboard(self) -> None:
-        import uvicorn
-
         from inspector.api import AppDeps, create_app
         from inspector.auth import bootstrap_users
 
@@ -295,28 +292,14 @@ class EdgeService:
             users=users,
             health=health,
         )
-        app = create_app(deps)
-        # Bind here so that port 0 gets a free port we can report, and a taken port fails at start.
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
-        server_config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
-        self._server = uvicorn.Server(server_config)
-        self._server_thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="dashboard", daemon=True
-        )
-        self._server_thread.start()
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        self.dashboard_url = f"http://{host}:{port}/"
+        self._web = serve_in_thread(create_app(deps), config.host, config.port, name="dashboard")
+        self.dashboard_url = self._web.url
         if self.plc is not None:
             # Announced in the heartbeat for a plant view; a wildcard bind is reached through the host's name.
-            public = socket.gethostname() if config.host in {"0.0.0.0", "::", ""} else host
-            self.plc.dashboard_url = f"http://{public}:{port}/"
+            wildcard = config.host in {"0.0.0.0", "::", ""}
+            self.plc.dashboard_url = (
+                f"http://{socket.gethostname()}:{self._web.port}/" if wildcard else self.dashboard_url
+            )
 
     def _stats(self) -> dict[str, Any]:
         """The pipeline's stats plus the PLC link's and the broker's, and the service's own alarms, for the
@@ -361,10 +344,8 @@ class EdgeService:
                     sink.close()
                 except Exception:
                     log.exception("closing sink %s failed", getattr(sink, "name", sink))
-        if self._server is not None:
-            self._server.should_exit = True
-            if self._server_thread is not None:
-                self._server_thread.join(5)
+        if self._web is not None:
+            self._web.stop()
         if self.plc is not None:
             self.plc.stop()  # a no-op after the line closed it; needed when the line never started
         if self.opcua is not None:

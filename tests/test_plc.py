@@ -396,9 +396,7 @@ def test_a_failing_command_handler_is_answered_not_fatal(broker: EmbeddedBroker,
     assert error["error"] == "command_failed" and "RuntimeError" in error["detail"]
 
 
-def test_a_repeated_trigger_is_answered_once_and_reported_duplicate(
-    broker: EmbeddedBroker, recorder: Recorder
-) -> None:
+def test_a_repeated_trigger_is_answered_once_and_reported_duplicate(broker: EmbeddedBroker, recorder: Recorder) -> None:
     commands = RecordingCommands()
     link = start_link(broker.url, commands=commands, duplicate_window_s=1.0)
     plc = Publisher(broker.url)

@@ -64,6 +64,12 @@ def test_editor_changes_a_threshold_from_the_page(browser: Browser, tmp_path: Pa
         )
         assert counter(page, "c-seen") >= counter(page, "c-decided") > first
 
+        # Stage timings: p50 and p99 of each stage in pipeline order; no register stage without a golden reference.
+        stages = page.get_by_test_id("stages")
+        expect(stages.locator("tbody tr")).to_have_count(5)
+        assert stage_names(page) == ["wait", "preprocess", "inference", "postprocess", "dispatch"]
+        expect(page.get_by_test_id("stage-inference")).to_have_text(re.compile(r"^inference\s*8\.00\s*8\.00$"))
+
         # The reject gallery shows annotated images with class names.
         gallery = page.get_by_test_id("gallery")
         expect(gallery.locator("figure")).to_have_count(12)
@@ -129,6 +135,23 @@ def test_editor_changes_a_threshold_from_the_page(browser: Browser, tmp_path: Pa
         if os.environ.get("INSPECTOR_UPDATE_DOCS") == "1":
             (ROOT / "docs").mkdir(exist_ok=True)
             shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
+        page.close()
+    assert errors == []
+
+
+def stage_names(page: Page) -> list[str]:
+    return [cell.inner_text() for cell in page.get_by_test_id("stages").locator("tbody td:first-child").all()]
+
+
+def test_stage_timings_show_registration_when_the_recipe_has_a_reference(browser: Browser, tmp_path: Path) -> None:
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with dashboard(tmp_path, parts=20, reference=True) as d:
+        page = open_page(browser, d.base_url, errors)
+        expect(page.get_by_test_id("stage-register")).to_have_text(re.compile(r"^register\s*2\.00\s*2\.00$"))
+        assert stage_names(page) == ["wait", "register", "preprocess", "inference", "postprocess", "dispatch"]
+        expect(page.get_by_test_id("stage-preprocess")).to_have_text(re.compile(r"^preprocess\s*3\.00\s*3\.00$"))
+        page.get_by_test_id("stages").screenshot(path=str(ARTIFACTS / "dashboard-stages.png"))
         page.close()
     assert errors == []
 

@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# What each stage of a `FakeLine` part takes, in ms (register only with a golden reference).
+STAGE_MS = {"wait": 1.0, "register": 2.0, "preprocess": 3.0, "inference": 8.0, "postprocess": 1.5}
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # screenshots kept by the browser tests
 
 
@@ -91,7 +93,10 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 class FakeLine:
     """Stand-in for the pipeline: generated scenes, detections = the drawn shapes with random scores, decided by
-    `decide()` under `holder.get()` (one read per part, as the pipeline does), fed to the store and `Stats`."""
+    `decide()` under `holder.get()` (one read per part, as the pipeline does), fed to the store and `Stats`.
+
+    Each part's stages take fixed times (`STAGE_MS`: wait, preprocess, inference, postprocess; and register when
+    the recipe has a golden `reference`, which the stats' model then names, as the real line's do)."""
 
     def __init__(
         self,
@@ -103,7 +108,9 @@ class FakeLine:
         seed: int = 0,
         shape: tuple[int, int] = (240, 320),
         clean_share: float = 0.4,
+        reference: bool = False,
     ) -> None:
+        self.reference = reference
         self.store = store
         self.holder = holder
         self.names = names
@@ -122,9 +129,22 @@ class FakeLine:
         self.part_id = 0
         self.run = 1  # the start of the inspector its verdicts carry
 
+    def _timings(self) -> tuple[Timings, int]:
+        """Stamps of a part that has just been decided (its stages in the past) and when it was dequeued."""
+        ms = {k: int(v * 1e6) for k, v in STAGE_MS.items()}
+        if not self.reference:
+            ms["register"] = 0
+        decided = time.monotonic_ns()
+        inferred = decided - ms["postprocess"]
+        preprocessed = inferred - ms["inference"]
+        registered = preprocessed - ms["preprocess"]
+        dequeued = registered - ms["register"]
+        captured = dequeued - ms["wait"]
+        timings = Timings(captured, preprocessed, inferred, decided, registered_ns=registered if self.reference else 0)
+        return timings, dequeued
+
     def step(self) -> Verdict:
         """Make, decide and dispatch one part."""
-        captured = time.monotonic_ns()
         image, labels = draw_scene(self.rng, *self.shape)
         if self.rng.random() < self.clean_share:
             labels = []  # a good part: the detector finds nothing
@@ -143,9 +163,9 @@ class FakeLine:
         verdict.run = self.run
         verdict.model_sha256 = "0" * 64
         verdict.image = image
-        verdict.timings = Timings(captured_ns=captured, decided_ns=time.monotonic_ns())
+        verdict.timings, dequeued = self._timings()
         self.store.handle(verdict)
-        self.stats_meter.record(verdict)
+        self.stats_meter.record(verdict, dequeued)
         with self._lock:
             self.ledger["decided"] += 1
             self.ledger["rejected" if verdict.rejected else "passed"] += 1
@@ -165,7 +185,10 @@ class FakeLine:
         """The pipeline-shaped stats dict."""
         with self._lock:
             ledger = dict(self.ledger)
-        return {"ledger": ledger, "run": self.run, **self.stats_meter.snapshot()}
+        model: dict[str, Any] = {"file": "fake.onnx", "input": "reference-diff" if self.reference else "image"}
+        if self.reference:
+            model["reference"] = {"image": "golden.png", "motion": "rigid"}
+        return {"ledger": ledger, "run": self.run, **self.stats_meter.snapshot(), "model": model}
 
     def start(self) -> FakeLine:
         self._stop.clear()
@@ -205,6 +228,7 @@ def make_deps(
     thresholds: Thresholds | None = None,
     announce: Callable[[dict[str, Any]], None] | None = None,
     rate_hz: float = 20.0,
+    reference: bool = False,
 ) -> tuple[AppDeps, FakeLine]:
     """Store, the line's thresholds (one recipe, `default`), stand-in line and the `AppDeps` over them; `announce`
     gets each edit's `events` message."""
@@ -213,7 +237,7 @@ def make_deps(
         NAMES,
     )
     line_thresholds = LineThresholds({"default": thresholds or Thresholds()}, store=store, announce=announce)
-    line = FakeLine(store, line_thresholds.holder("default"), rate_hz=rate_hz)
+    line = FakeLine(store, line_thresholds.holder("default"), rate_hz=rate_hz, reference=reference)
     deps = AppDeps(
         store=store,
         thresholds=line_thresholds,

@@ -1,7 +1,7 @@
 """The dashboard API's request and response models (pydantic), and the error answers routes declare.
 
-The verdict and audit answers are generated from the store's records (`StoredVerdict`, `AuditRecord`), so a field
-added to a verdict record reaches the API without being copied here.
+The verdict, audit and thresholds-history answers are generated from the store's records (`StoredVerdict`,
+`AuditRecord`, `ThresholdRecord`), so a field added to a record reaches the API without being copied here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from inspector.store import AuditRecord, StoredVerdict
+from inspector.store import AuditRecord, StoredVerdict, ThresholdRecord
 from inspector.types import Decision, Thresholds
 
 __all__ = [
@@ -209,14 +209,8 @@ class AuditPage(BaseModel):
     next_before: int | None
 
 
-class ThresholdVersionOut(BaseModel):
-    id: int
-    version: int
-    ts: float
-    user: str
-    comment: str
-    thresholds: dict[str, Any]
-    recipe: str
+# A thresholds version as the store keeps it (every field required in the answer, `recipe` included).
+ThresholdVersionOut: type[BaseModel] = create_model("ThresholdVersionOut", **record_fields(ThresholdRecord))
 
 
 class LoginRequest(BaseModel):

@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
-from typing import Any
 
 from inspector.fleet.shifts import Shifts
 from inspector.fleet.state import Fleet
 from inspector.fleet.subscriber import FleetSubscriber
+from inspector.webserver import ThreadedServer, serve_in_thread
 
 __all__ = ["FleetServer"]
 
@@ -38,41 +35,19 @@ class FleetServer:
         self.host = host
         self.port = port
         self.url: str | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._web: ThreadedServer | None = None
 
     def start(self) -> str:
-        import uvicorn
-
         from inspector.fleet.app import create_fleet_app
 
         app = create_fleet_app(self.fleet, broker_url=self.subscriber.safe_url())
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fleet-web", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self._web = serve_in_thread(app, self.host, self.port, name="fleet-web")
         self.subscriber.start()
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{host}:{port}/"
+        self.url = self._web.url
         return self.url
 
     def stop(self) -> None:
         self.subscriber.stop()
-        if self._server is not None:
-            self._server.should_exit = True
-            if self._thread is not None:
-                self._thread.join(5)
-            self._server = None
+        if self._web is not None:
+            self._web.stop()
+            self._web = None

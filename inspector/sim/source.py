@@ -52,7 +52,8 @@ class LineSource:
 class SyntheticSource(LineSource):
     """The synthetic PCB line as a `FrameSource` (a `LineSource` of `SyntheticLine.from_config(config)`).
 
-    board_seed, jitter: one product and placement jitter, as `SyntheticLine`'s (its `reference()` is the recipe's).
+    board_seed, jitter: one product and placement jitter, as `SyntheticLine`'s (its `reference()` is the recipe's);
+    by default the config's (`board_seed`, and `Jitter()` when `jitter` is set).
     """
 
     line: SyntheticLine
@@ -64,6 +65,8 @@ class SyntheticSource(LineSource):
         board_seed: int | None = None,
         jitter: Jitter | None = None,
     ) -> None:
+        board_seed = config.board_seed if board_seed is None else board_seed
+        jitter = Jitter() if jitter is None and config.jitter else jitter
         extra = "" if board_seed is None else f", board {board_seed}"
         extra += "" if jitter is None else ", jitter"
         description = (

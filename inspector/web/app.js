@@ -189,6 +189,7 @@ function renderStats(stats) {
   const lat = stats.latency_ms || {};
   for (const key of ["p50", "p95", "p99", "max"]) $(`l-${key}`).textContent = fmtMs(lat[key]);
 
+  renderStages(stats);
   renderModel(stats.model || {});
 
   const alarms = $("alarms");
@@ -220,6 +221,17 @@ function renderStats(stats) {
     loadRecipe();
     refreshThresholds();
   } else if (state.thresholds && stats.thresholds_version !== state.thresholds.version) refreshThresholds();
+}
+
+// p50 / p99 of each pipeline stage, in the server's (pipeline) order. `register` (to the golden reference) only when
+// the active recipe has a reference: otherwise it has no samples and would read as a free stage.
+function renderStages(stats) {
+  const stages = stats.stage_ms || {};
+  const hasReference = Boolean((stats.model || {}).reference);
+  const names = Object.keys(stages).filter((name) => name !== "register" || hasReference);
+  if (!names.length) return;
+  $("stage-rows").replaceChildren(...names.map((name) => el("tr", { "data-testid": `stage-${name}` },
+    el("td", { text: name }), el("td", { text: fmtMs(stages[name].p50) }), el("td", { text: fmtMs(stages[name].p99) }))));
 }
 
 // What the line inspects with: file, precision, the execution provider actually in use (a CUDA request that fell
