@@ -119,6 +119,7 @@ def stamp(verdict: Verdict, part: Part, recipe: Recipe, camera_id: str, keep_ima
     """Fill in what every verdict carries besides the decision."""
     verdict.part_id = part.part_id
     verdict.seq = part.seq
+    verdict.run = part.run
     verdict.camera_id = camera_id
     verdict.deadline_ns = part.deadline_ns
     verdict.recipe = recipe.name

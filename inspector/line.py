@@ -143,13 +143,14 @@ def load_recipe(
 
 
 class JsonlSink:
-    """Writes one JSON line per verdict to a text stream: the MQTT `verdict` message's part, decision, reasons,
-    defects (named by the verdict's recipe), thresholds version, recipe and latency."""
+    """Writes one JSON line per verdict to a text stream: the MQTT `verdict` message's part (id, seq, run), decision,
+    reasons, defects (named by the verdict's recipe), thresholds version, recipe and latency."""
 
     name = "jsonl"
     fields = (
         "part_id",
         "seq",
+        "run",
         "camera",
         "decision",
         "reasons",

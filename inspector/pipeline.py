@@ -302,6 +302,7 @@ class Pipeline:
             out["alarms"].append({"name": "model_fallback", "message": active.alarm})
         out.update(
             ledger=self.ledger.snapshot(),
+            run=self.ledger.run,
             camera={**self.camera, **self._capture.watch.snapshot()},
             mode=self.mode,
             trigger_mode=self.trigger_config.mode,

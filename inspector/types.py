@@ -289,6 +289,7 @@ class Verdict(DecisionFacts):
     detections: everything the model found (after NMS), not only the kept defects; `kept` marks the defects.
     names: the class names of the recipe that decided it (class id -> name), so that whoever writes the verdict
         out names its defects as that recipe's model does. truth: the source's ground truth, if it knows it.
+    seq, run: the part's number and the start of the inspector that decided it (`inspector.part_ids`).
     `to_record()` is the verdict as the store, the PLC and the JSON lines write it.
     """
 
@@ -302,6 +303,7 @@ class Verdict(DecisionFacts):
     recipe: str = "default"
     camera_id: str = "cam0"
     seq: int = 0
+    run: int = 0
     deadline_ns: int | None = None
     timings: Timings = field(default_factory=Timings)
     truth: Any = None

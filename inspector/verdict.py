@@ -30,6 +30,7 @@ class VerdictFields(DecisionFacts):
 
     part_id: int
     seq: int
+    run: int = field(metadata={"description": "the start of the inspector that decided it (grows with every start)"})
     camera_id: str
     ts: float = field(metadata={"description": "capture time, seconds since the epoch"})
     decision: Decision
@@ -65,6 +66,7 @@ class VerdictRecord(VerdictFields):
         return cls(
             part_id=int(verdict.part_id),
             seq=int(verdict.seq),
+            run=int(verdict.run),
             camera_id=str(verdict.camera_id),
             ts=capture_wall_clock(verdict.timings.captured_ns, now_ns, now_wall),
             decision=Decision(verdict.decision),

@@ -82,13 +82,20 @@ def test_verdicts_pages_details_and_images(tmp_path: Path) -> None:
         assert c.get("/api/verdicts", params={"decision": "maybe"}).status_code == 422
 
         part = d.line.verdicts[rejected[0] - 1]
-        detail = c.get(f"/api/verdicts/{part.part_id}").json()
+        listed = next(v for v in everything["items"] if v["part_id"] == part.part_id)
+        detail = c.get(f"/api/verdicts/{listed['id']}").json()  # a verdict is addressed by its store id
+        assert detail["part_id"] == part.part_id and detail["id"] == listed["id"] and detail["run"] == part.run
         assert detail["decision"] == "reject" and detail["reasons"] == part.reasons
         assert len(detail["detections"]) == len(part.detections)
         assert [x["kept"] for x in detail["detections"]] == part.kept.tolist()
         assert detail["detections"][0]["class_name"] in NAMES.values()
+        assert detail["image_url"] == f"/api/verdicts/{listed['id']}/image.jpg"
         assert c.get("/api/verdicts/999999").status_code == 404
-        assert c.get("/api/verdicts/-1").status_code == 422
+        assert c.get("/api/verdicts/0").status_code == 422
+        # A part id with its run finds the part's verdict.
+        found = c.get("/api/verdicts", params={"part_id": part.part_id, "run": part.run}).json()["items"]
+        assert [v["id"] for v in found] == [listed["id"]]
+        assert c.get("/api/verdicts", params={"part_id": part.part_id, "run": part.run + 1}).json()["items"] == []
 
         r = c.get(detail["image_url"])
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
@@ -103,7 +110,9 @@ def test_verdicts_pages_details_and_images(tmp_path: Path) -> None:
         assert red(annotated) > red(raw) + 100
         small = c.get(detail["image_url"], params={"width": 160}).content
         assert cv2.imdecode(np.frombuffer(small, np.uint8), 1).shape == (120, 160, 3)
-        assert c.get(f"/api/verdicts/{passed[0]}/image.jpg").status_code == 404  # passes not sampled here
+        a_pass = next(v for v in everything["items"] if v["part_id"] == passed[0])
+        assert a_pass["image_url"] is None
+        assert c.get(f"/api/verdicts/{a_pass['id']}/image.jpg").status_code == 404  # passes not sampled here
 
 
 def test_login_roles_and_unauthenticated_edit(tmp_path: Path) -> None:
@@ -268,7 +277,7 @@ def test_next_parts_are_decided_with_the_new_version(tmp_path: Path) -> None:
         assert versions == sorted(versions) and versions.count(1) <= 2, versions
         parts = [v for v in parts if v["thresholds_version"] == 2]
         for v in parts[:10]:
-            detail = c.get(f"/api/verdicts/{v['part_id']}").json()
+            detail = c.get(f"/api/verdicts/{v['id']}").json()
             kept = [x for x in detail["detections"] if x["kept"]]
             assert all(x["confidence"] >= 0.9 for x in kept if x["class_name"] == "rect")
             assert (v["decision"] == "reject") == bool(kept)
@@ -423,7 +432,7 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
             assert {v["model_sha256"] for v in items} == {pipeline.stats()["model_sha256"]}
             assert any(v["n_detections"] > 0 for v in items), "the model should find the drawn shapes"
             found = next(v for v in items if v["n_detections"] > 0)
-            detail = c.get(f"/api/verdicts/{found['part_id']}").json()
+            detail = c.get(f"/api/verdicts/{found['id']}").json()
             assert {x["class_name"] for x in detail["detections"]} <= {"rect", "circle"}
             image = c.get(detail["image_url"])  # every image kept at pass_sample_rate 1
             assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
@@ -449,3 +458,43 @@ def test_with_the_real_pipeline_on_a_folder_of_images(
     finally:
         assert pipeline.stop(timeout=30)
         store.close()
+
+
+def test_a_restart_counts_this_run_apart_and_repeated_part_ids_stay_apart(tmp_path: Path) -> None:
+    """Two starts over one store, both numbering parts from 1 (as a PLC's counter may): the stats give this run's
+    counters (`ledger`, `run`) and the store's of every run (`cumulative`); a part id with its run names one part,
+    and each verdict's store id addresses it (and its image)."""
+    with dashboard(tmp_path, parts=10, pass_sample_rate=1.0) as d, httpx.Client(base_url=d.base_url, timeout=30) as c:
+        stats = c.get("/api/stats").json()
+        assert stats["run"] == 1 and stats["ledger"]["decided"] == 10
+        assert stats["cumulative"] == {
+            "decided": 10,
+            "passed": stats["ledger"]["passed"],
+            "rejected": stats["ledger"]["rejected"],
+            "runs": 1,
+        }
+        first = c.get("/api/verdicts", params={"part_id": 3}).json()["items"]
+    deps, line = make_deps(tmp_path, pass_sample_rate=1.0)
+    line.run, line.rng = 2, np.random.default_rng(99)  # the next start: other parts
+    line.run_parts(6)
+    try:
+        assert deps.store.flush()
+        with serve(create_app(deps)) as base_url, httpx.Client(base_url=base_url, timeout=30) as c:
+            stats = c.get("/api/stats").json()
+            assert stats["run"] == 2 and stats["ledger"]["decided"] == 6  # this run's, from 0
+            total = stats["cumulative"]
+            assert total["decided"] == 16 and total["passed"] + total["rejected"] == 16 and total["runs"] == 2
+            both = c.get("/api/verdicts", params={"part_id": 3}).json()["items"]
+            assert [v["run"] for v in both] == [2, 1] and both[1]["id"] == first[0]["id"]
+            again = c.get("/api/verdicts", params={"part_id": 3, "run": 1}).json()["items"]
+            assert [v["id"] for v in again] == [first[0]["id"]]
+            for v in both:  # each verdict, and its image, by its own store id
+                detail = c.get(f"/api/verdicts/{v['id']}").json()
+                assert (detail["part_id"], detail["run"]) == (3, v["run"])
+                assert detail["image_url"] == f"/api/verdicts/{v['id']}/image.jpg"
+                assert c.get(detail["image_url"], params={"annotated": False}).status_code == 200
+            images = [c.get(v["image_url"], params={"annotated": False}).content for v in both]
+            assert images[0] != images[1]  # two parts, two images
+    finally:
+        line.stop()
+        deps.store.close()

@@ -277,6 +277,9 @@ def test_model_in_use_is_reported_in_health_heartbeat_metrics_and_stats(
         stats = c.get("/api/stats").json()
         assert stats["model"]["requested_providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
         assert stats["model"]["selftest"]["status"] == "passed" and stats["model"]["sha256"] == stats["model_sha256"]
+        # This start's counters come with its run; the store's over every run with them.
+        assert isinstance(stats["run"], int) and stats["run"] >= 1
+        assert set(stats["cumulative"]) == {"decided", "passed", "rejected", "runs"}
         metrics = c.get("/metrics").text
     assert (
         f'inspector_model_info{{file="{DEFAULT_MODEL.name}",precision="int8",provider="CPUExecutionProvider",'

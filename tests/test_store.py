@@ -321,3 +321,30 @@ def test_writer_survives_a_failing_batch(tmp_path: Path) -> None:
         assert [v.part_id for v in store.recent_verdicts()] == [2]
     finally:
         store.close()
+
+
+def test_verdicts_keep_their_run_and_an_older_store_gains_the_column(tmp_path: Path) -> None:
+    """Schema version 2: each verdict keeps its `run`; a store made before (version 1, no `run` column) gets the
+    column on opening, its old rows reading back as run 0 (not known)."""
+    store = make_store(tmp_path)
+    store.handle(verdict(1, []))
+    store.close()
+    path = tmp_path / "db" / "inspector.db"
+    conn = sqlite3.connect(path)  # back to version 1's shape
+    conn.executescript("DROP INDEX verdicts_run_part; ALTER TABLE verdicts DROP COLUMN run; PRAGMA user_version = 1;")
+    conn.close()
+    again = make_store(tmp_path)
+    try:
+        new = verdict(1, [0.9])
+        new.run = 7
+        again.handle(new)
+        assert again.flush()
+        assert [(v.part_id, v.run) for v in again.recent_verdicts()] == [(1, 7), (1, 0)]
+    finally:
+        again.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("SELECT run FROM verdicts ORDER BY id").fetchall() == [(0,), (7,)]
+    finally:
+        conn.close()

@@ -51,6 +51,7 @@ def verdict(**changes: object) -> Verdict:
         "recipe": "boardA",
         "camera_id": "cam2",
         "seq": 5,
+        "run": 4,
         "timings": Timings(captured_ns=NOW_NS - 12_345_678, decided_ns=NOW_NS - 1_000_000),
         "names": NAMES,
     }
@@ -61,7 +62,7 @@ def verdict(**changes: object) -> Verdict:
 def test_record_holds_the_verdict_written_out() -> None:
     r = verdict(truth=True).to_record(NOW_NS, NOW_WALL)
     assert isinstance(r, VerdictRecord)
-    assert (r.part_id, r.seq, r.camera_id, r.recipe, r.thresholds_version) == (11, 5, "cam2", "boardA", 3)
+    assert (r.part_id, r.seq, r.run, r.camera_id, r.recipe, r.thresholds_version) == (11, 5, 4, "cam2", "boardA", 3)
     assert r.decision is Decision.REJECT and r.rejected and not r.failsafe
     assert r.ts == pytest.approx(NOW_WALL - 0.012345678) and r.decided_ts == NOW_WALL - 0.001
     assert r.latency_ms == pytest.approx(11.345678) and (r.n_detections, r.n_kept) == (3, 2)
@@ -119,11 +120,13 @@ def test_payloads_and_json_lines_are_made_from_the_record() -> None:
     assert (full["camera"], full["model"], full["latency_ms"], full["failsafe"]) == ("cam2", "ab" * 32, 11.346, False)
     flat = reject_payload(r, gate_ts=NOW_WALL + 2.0, now_wall=NOW_WALL)
     Draft202012Validator(load_schema("reject")).validate(flat)
-    assert (flat["reject"], flat["reason"], flat["seq"]) == (True, "short", 5)
+    assert (flat["reject"], flat["reason"], flat["seq"], flat["run"]) == (True, "short", 5, 4)
+    assert (full["part_id"], full["seq"], full["run"]) == (11, 5, 4)
     stream = io.StringIO()
     JsonlSink(stream).handle(v)
     line = json.loads(stream.getvalue())
     assert line["defects"] == r.defects() and line["decision"] == "reject" and line["latency_ms"] == 11.346
+    assert (line["part_id"], line["seq"], line["run"]) == (11, 5, 4)
 
 
 def test_store_row_is_the_record(tmp_path: Path) -> None:

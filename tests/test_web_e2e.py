@@ -77,6 +77,15 @@ def test_editor_changes_a_threshold_from_the_page(browser: Browser, tmp_path: Pa
             "() => [...document.querySelectorAll('#gallery img')].some((i) => i.complete && i.naturalWidth > 0)"
         )
         expect(gallery.locator(".reasons").first).to_have_text(re.compile(r"^(rect|circle)(, (rect|circle))?$"))
+        # The counters say they are this run's; the store's totals of every run are shown apart.
+        expect(page.get_by_test_id("c-scope")).to_have_text("this run (run 1)")
+        expect(page.get_by_test_id("c-cumulative")).to_contain_text("All runs (stored): ")
+        # A tile opens its own verdict, addressed by its store id (part ids may repeat across runs).
+        tile = gallery.locator("figure").first
+        part = tile.get_attribute("data-part")
+        tile.click()
+        expect(page.locator("#viewer-text")).to_contain_text(f"Part #{part} (run 1): REJECT")
+        page.keyboard.press("Escape")
 
         # Before login nothing can be applied.
         apply = page.get_by_test_id("apply")

@@ -127,6 +127,7 @@ class FakeLine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.part_id = 0
+        self.run = 1  # the start of the inspector its verdicts carry
 
     def _timings(self) -> tuple[Timings, int]:
         """Stamps of a part that has just been decided (its stages in the past) and when it was dequeued."""
@@ -159,6 +160,7 @@ class FakeLine:
             self.ledger["seen"] += 1
         verdict = decide(detections, self.holder.get(), self.names, part_id)
         verdict.seq = part_id
+        verdict.run = self.run
         verdict.model_sha256 = "0" * 64
         verdict.image = image
         verdict.timings, dequeued = self._timings()
@@ -186,7 +188,7 @@ class FakeLine:
         model: dict[str, Any] = {"file": "fake.onnx", "input": "reference-diff" if self.reference else "image"}
         if self.reference:
             model["reference"] = {"image": "golden.png", "motion": "rigid"}
-        return {"ledger": ledger, **self.stats_meter.snapshot(), "model": model}
+        return {"ledger": ledger, "run": self.run, **self.stats_meter.snapshot(), "model": model}
 
     def start(self) -> FakeLine:
         self._stop.clear()

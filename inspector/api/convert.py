@@ -65,12 +65,15 @@ def stats_payload(deps: AppDeps) -> dict[str, Any]:
         out["yield"] = passed / decided if decided and passed is not None else None
     out["thresholds_version"] = deps.holder().get().version
     out["store"] = deps.store.stats()
+    out["run"] = stats["run"] if isinstance(stats.get("run"), int) and not isinstance(stats["run"], bool) else None
+    out["cumulative"] = deps.store.cumulative()  # this run's counts are `ledger`'s
     return redact_obj(out)  # a camera URI's password never leaves the process (descriptions, alarm messages)
 
 
 def image_url(v: StoredVerdict) -> str | None:
-    """Where the part's annotated image is served, when the store kept one."""
-    return f"/api/verdicts/{v.part_id}/image.jpg" if v.image else None
+    """Where the part's annotated image is served, when the store kept one (by the verdict's store id: part ids
+    repeat across runs)."""
+    return f"/api/verdicts/{v.id}/image.jpg" if v.image else None
 
 
 def _verdict_fields(v: StoredVerdict) -> dict[str, Any]:

@@ -67,7 +67,14 @@ class StatsOut(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    ledger: dict[str, int | float] = Field(default_factory=dict, description="part counters")
+    ledger: dict[str, int | float] = Field(
+        default_factory=dict, description="part counters of this run (this start of the inspector)"
+    )
+    run: int | None = Field(None, description="this start of the inspector (`run` in the verdicts); null: not known")
+    cumulative: dict[str, int] = Field(
+        default_factory=dict,
+        description="the store's verdicts of every run (within retention): decided, passed, rejected, runs",
+    )
     rates: dict[str, Any] = Field(default_factory=dict)
     latency_ms: dict[str, float | None] = Field(default_factory=dict, description="p50, p95, p99, min, avg, max")
     per_class_rejects: dict[str, int | float] = Field(default_factory=dict)

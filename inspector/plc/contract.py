@@ -129,6 +129,7 @@ def verdict_payload(record: VerdictRecord, *, line: str, gate_ts: float | None =
         "schema": SCHEMA_VERSION,
         "part_id": record.part_id,
         "seq": record.seq,
+        "run": record.run,
         "ts": record.decided_ts,
         "line": line,
         "camera": record.camera_id,
@@ -155,6 +156,7 @@ def reject_payload(record: VerdictRecord, *, gate_ts: float | None, now_wall: fl
         "reason": record.reasons[0] if record.rejected and record.reasons else "",
         "gate_ts": gate_ts,
         "seq": record.seq,
+        "run": record.run,
         "ts": round(time.time() if now_wall is None else now_wall, 3),
     }
 

@@ -38,6 +38,7 @@ class Queries:
         self.names = dict(names)
         self._api_conn = conn
         self._api_lock = threading.Lock()
+        self._cumulative: tuple[float, dict[str, int]] | None = None  # (monotonic time, counts) of the last count
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._api_lock:
@@ -51,10 +52,18 @@ class Queries:
         limit: int = 50,
         before: int | None = None,
         after: int | None = None,
+        part_id: int | None = None,
+        run: int | None = None,
     ) -> list[StoredVerdict]:
-        """Newest first, optionally only one decision / with one reason; `before` / `after` are verdict ids
-        (exclusive bounds): `before` pages back through history, `after` asks for what is new since."""
-        where, params = ["id < ?"], [clamp_int(before) if before is not None else MAX_INT64]
+        """Newest first, optionally only one decision / with one reason / of one part id / of one run; `before` /
+        `after` are verdict ids (exclusive bounds): `before` pages back through history, `after` asks for what is
+        new since. A part id with a run names one part (`inspector.part_ids`)."""
+        where: list[str] = ["id < ?"]
+        params: list[Any] = [clamp_int(before) if before is not None else MAX_INT64]
+        for column, value in (("part_id", part_id), ("run", run)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(clamp_int(value))
         if after is not None:
             where.append("id > ?")
             params.append(clamp_int(after))
@@ -74,13 +83,11 @@ class Queries:
         """The id of the newest verdict (0 when empty)."""
         return int(self._query("SELECT COALESCE(MAX(id), 0) FROM verdicts")[0][0])
 
-    def get_verdict(self, part_id: int) -> StoredVerdict | None:
-        """The newest verdict for `part_id`, with its detections (part ids restart with the line)."""
-        rows = self._query(
-            f"SELECT {VERDICT_COLUMNS} FROM verdicts WHERE part_id = ? ORDER BY id DESC LIMIT 1",
-            (clamp_int(part_id),),
-        )
-        return self._with_detections([verdict_from_row(r) for r in rows])[0] if rows else None
+    def get_verdict(self, part_id: int, run: int | None = None) -> StoredVerdict | None:
+        """The newest verdict for `part_id` (of `run`, when given), with its detections. A PLC's part ids may
+        repeat across runs; `get_verdict_by_id` names one verdict whatever the ids."""
+        found = self.recent_verdicts(part_id=part_id, run=run, limit=1)
+        return self._with_detections(found)[0] if found else None
 
     def get_verdict_by_id(self, verdict_id: int) -> StoredVerdict | None:
         """One verdict by its store id, with its detections."""
@@ -97,6 +104,24 @@ class Queries:
         out = {d.value: 0 for d in Decision}
         out.update({str(d): int(c) for d, c in rows})
         return out
+
+    def cumulative(self, max_age_s: float = 5.0) -> dict[str, int]:
+        """The stored verdicts of every run (those retention kept) as the dashboard's counters: `decided`, `passed`,
+        `rejected`, `runs` (distinct known runs). Counted at most every `max_age_s` (a scan of an index), as the
+        dashboard asks every second."""
+        now = time.monotonic()
+        if self._cumulative is not None and now - self._cumulative[0] < max_age_s:
+            return dict(self._cumulative[1])
+        by_decision = self.counts()
+        (runs,) = self._query("SELECT COUNT(DISTINCT run) FROM verdicts WHERE run > 0")[0]
+        out = {
+            "decided": sum(by_decision.values()),
+            "passed": by_decision[Decision.PASS.value],
+            "rejected": by_decision[Decision.REJECT.value],
+            "runs": int(runs),
+        }
+        self._cumulative = (now, out)
+        return dict(out)
 
     def _with_detections(self, verdicts: list[StoredVerdict]) -> list[StoredVerdict]:
         if not verdicts:

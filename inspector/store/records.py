@@ -94,6 +94,7 @@ def verdict_row(r: VerdictRecord, image: str | None, image_bytes: int) -> tuple[
     return (
         clamp_int(r.part_id),
         clamp_int(r.seq),
+        clamp_int(r.run),
         r.camera_id,
         r.ts,
         r.decision.value,
@@ -120,9 +121,10 @@ _VERDICT_FIELDS = [f.name for f in fields(VerdictFields)]
 def verdict_from_row(row: tuple[Any, ...]) -> StoredVerdict:
     """A `verdicts` row selected as `VERDICT_COLUMNS` (the row id, then the fields, then the image), without its
     detections (`reasons` is stored as JSON)."""
-    values = dict(zip(_VERDICT_FIELDS, row[1:13], strict=True))
+    n = len(_VERDICT_FIELDS)
+    values = dict(zip(_VERDICT_FIELDS, row[1 : n + 1], strict=True))
     values.update(decision=Decision(values["decision"]), reasons=json.loads(values["reasons"]))
-    return StoredVerdict(id=row[0], image=row[13], **values)
+    return StoredVerdict(id=row[0], image=row[n + 1], **values)
 
 
 def detection_from_row(row: tuple[Any, ...], names: dict[int, str]) -> StoredDetection:

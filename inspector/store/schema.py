@@ -18,7 +18,7 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "VERDICT_COLUMNS", "connect", "migrate"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # `PRAGMA user_version` of a store in today's shape (0: made before `migrate` existed)
+SCHEMA_VERSION = 2  # `PRAGMA user_version` of a store in today's shape (0: made before `migrate` existed)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     n_detections INTEGER NOT NULL,
     n_kept INTEGER NOT NULL,
     image TEXT,
-    image_bytes INTEGER NOT NULL DEFAULT 0
+    image_bytes INTEGER NOT NULL DEFAULT 0,
+    run INTEGER NOT NULL DEFAULT 0  -- last, as ALTER TABLE adds it; 0: stored before runs were kept
 );
 CREATE INDEX IF NOT EXISTS verdicts_part ON verdicts (part_id);
 CREATE INDEX IF NOT EXISTS verdicts_decision ON verdicts (decision, id);
@@ -75,7 +76,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 VERDICT_COLUMNS = (
-    "id, part_id, seq, camera_id, ts, decision, reasons, thresholds_version, recipe, model_sha256, latency_ms, "
+    "id, part_id, seq, run, camera_id, ts, decision, reasons, thresholds_version, recipe, model_sha256, latency_ms, "
     "n_detections, n_kept, image"
 )
 
@@ -85,6 +86,9 @@ _OLD_SETTING = "thresholds."  # + recipe: before SCHEMA_VERSION 1, each recipe's
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring a store made by an older inspector to today's shape, in one transaction (nothing when it is there).
+
+    Version 2: verdicts carry the `run` (the start of the inspector) that decided them; older rows get 0 (not
+    known). An index on (run, part_id) finds a part by the pair that names it.
 
     Version 1: thresholds versions carry their recipe. A store whose verdicts and settings name one recipe at most
     gives its old rows that recipe (`default` when none); a store of several recipes cannot tell whose they were,
@@ -111,6 +115,10 @@ def migrate(conn: sqlite3.Connection) -> None:
             _setting_to_row(conn, key[len(_OLD_SETTING) :], value)
             conn.execute("DELETE FROM settings WHERE key = ?", (key,))
         conn.execute("CREATE INDEX IF NOT EXISTS thresholds_recipe ON thresholds (recipe, id)")
+        if "run" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+            conn.execute("ALTER TABLE verdicts ADD COLUMN run INTEGER NOT NULL DEFAULT 0")
+            log.info("store: verdicts carry their run (older ones: 0, not known)")
+        conn.execute("CREATE INDEX IF NOT EXISTS verdicts_run_part ON verdicts (run, part_id, id)")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

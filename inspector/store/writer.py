@@ -165,9 +165,9 @@ class Writer:
             conn.execute("BEGIN")
             for p, (image, size) in zip(batch, images, strict=True):
                 cur = conn.execute(
-                    "INSERT INTO verdicts (part_id, seq, camera_id, ts, decision, reasons, thresholds_version, "
+                    "INSERT INTO verdicts (part_id, seq, run, camera_id, ts, decision, reasons, thresholds_version, "
                     "recipe, model_sha256, latency_ms, n_detections, n_kept, image, image_bytes) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     verdict_row(p.record, image, size),
                 )
                 if p.record.detections:

@@ -177,6 +177,14 @@ function renderStats(stats) {
   const lost = (ledger.frames_dropped || 0) + (ledger.errors || 0);
   $("c-dropped").textContent = ledger.frames_dropped === undefined && ledger.errors === undefined ? "–" : fmtInt(lost);
   $("c-yield").textContent = typeof stats.yield === "number" ? `${(stats.yield * 100).toFixed(1)} %` : "–";
+  // The counters above are this run's (they start at 0 with every start of the inspector); the store's are all
+  // runs' (what retention kept).
+  $("c-scope").textContent = typeof stats.run === "number" ? `this run (run ${stats.run})` : "this run";
+  const all = stats.cumulative || {};
+  $("c-cumulative").textContent = typeof all.decided === "number"
+    ? `All runs (stored): ${fmtInt(all.decided)} decided · ${fmtInt(all.passed)} passed · ` +
+      `${fmtInt(all.rejected)} rejected` + (all.runs > 1 ? ` over ${fmtInt(all.runs)} runs` : "")
+    : "";
 
   const lat = stats.latency_ms || {};
   for (const key of ["p50", "p95", "p99", "max"]) $(`l-${key}`).textContent = fmtMs(lat[key]);
@@ -330,7 +338,7 @@ function addVerdict(verdict) {
   renderGallery();
 }
 
-// Keyed by part id: tiles already shown are kept (their images stay loaded), new ones are added in order and
+// Keyed by verdict (store) id, as part ids may repeat across runs: tiles already shown are kept (their images stay loaded), new ones are added in order and
 // those no longer among the newest GALLERY_SIZE are dropped. Rebuilding every <img> would flash the gallery.
 function renderGallery(recolour = false) {
   const gallery = $("gallery");
@@ -340,8 +348,8 @@ function renderGallery(recolour = false) {
     }
   }
   const shown = new Map();
-  for (const node of gallery.querySelectorAll(":scope > figure.shot")) shown.set(node.dataset.part, node);
-  const wanted = state.gallery.slice(0, GALLERY_SIZE).map((v) => shown.get(String(v.part_id)) || galleryTile(v));
+  for (const node of gallery.querySelectorAll(":scope > figure.shot")) shown.set(node.dataset.verdict, node);
+  const wanted = state.gallery.slice(0, GALLERY_SIZE).map((v) => shown.get(String(v.id)) || galleryTile(v));
   const keep = new Set(wanted);
   for (const node of [...gallery.children]) if (!keep.has(node)) node.remove();
   // Put the tiles in order, moving only those out of place (new tiles go in before the older ones).
@@ -361,25 +369,26 @@ function galleryTile(v) {
     tag.style.borderColor = tag.style.color = colourOf(v.recipe, r);
     return tag;
   }) : [el("span", { text: "—" })];
-  return el("figure", { class: "shot", "data-part": v.part_id, "data-recipe": v.recipe,
-    onclick: () => openViewer(v.part_id) },
+  return el("figure", { class: "shot", "data-verdict": v.id, "data-part": v.part_id, "data-recipe": v.recipe,
+    onclick: () => openViewer(v.id) },
     picture,
     el("figcaption", {},
       el("span", { class: "reasons" }, ...tags),
       el("span", { class: "meta", text: `#${v.part_id} · v${v.thresholds_version} · ${v.recipe} · ${fmtTime(v.ts)}` })));
 }
 
-async function openViewer(partId) {
+// A verdict by its store id (`id`): part ids alone may name parts of several runs.
+async function openViewer(verdictId) {
   const dialog = $("viewer");
   const text = $("viewer-text");
   text.textContent = "loading…";
   $("viewer-img").removeAttribute("src");
   dialog.showModal();
   try {
-    const v = await api(`/api/verdicts/${partId}`);
+    const v = await api(`/api/verdicts/${verdictId}`);
     if (v.image_url) $("viewer-img").src = v.image_url;
     text.replaceChildren(
-      el("p", { text: `Part #${v.part_id}: ${v.decision.toUpperCase()} (${v.reasons.join(", ") || "no defect"}), ` +
+      el("p", { text: `Part #${v.part_id} (run ${v.run}): ${v.decision.toUpperCase()} (${v.reasons.join(", ") || "no defect"}), ` +
         `thresholds v${v.thresholds_version}, ${fmtMs(v.latency_ms)} ms, ${fmtTime(v.ts)}` }),
       el("ul", {}, ...v.detections.map((d) => el("li", { class: d.kept ? "kept" : "muted",
         text: `${d.class_name} ${d.confidence.toFixed(2)} at [${d.xyxy.map((x) => Math.round(x)).join(", ")}]` +
@@ -520,7 +529,7 @@ function renderPreview(r) {
     text: `Rejects ${r.current.reject} → ${r.proposed.reject} (of ${r.parts})` +
       (r.skipped_failsafe ? `; ${r.skipped_failsafe} fail-safe parts not re-decided` : "") });
   const flips = el("ul", { class: "flips" }, ...r.flips.slice(0, 8).map((f) =>
-    el("li", { onclick: () => openViewer(f.part_id), title: "show the part" },
+    el("li", { onclick: () => openViewer(f.id), title: "show the part" },
       el("span", { text: `#${f.part_id} ` }),
       el("span", { class: f.now === "reject" ? "bad" : "good", text: `${f.was} → ${f.now}` }),
       el("span", { class: "muted", text: ` ${(f.now === "reject" ? f.reasons_now : f.reasons_was).join(", ")}` }))));
