@@ -1,8 +1,9 @@
 """The whole edge process for one line: the line (source, detector, pipeline) plus its sinks and servers.
 
-`EdgeService(config).start()` opens the store, loads the model, starts the embedded broker when the config names
-no broker, connects the PLC link, serves the dashboard, then starts the pipeline; `stop()` undoes it in reverse
-order, draining the parts in flight first so that every part's verdict still reaches the PLC and the store.
+`EdgeService(config).start()` opens the store, takes the part numbers, loads the model, starts the embedded broker
+when the config names no broker, connects the PLC link, starts the OPC UA server and the Sparkplug B node when
+enabled, serves the dashboard, then starts the pipeline; `stop()` undoes it in reverse order, draining the parts in
+flight first so that every part's verdict still reaches the PLC and the store.
 `inspector run` and `inspector demo` both use it.
 
 Thresholds: `inspector.thresholds.LineThresholds` owns them (every recipe's holder, restored from the store at
