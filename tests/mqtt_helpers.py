@@ -341,7 +341,7 @@ class RecordingCommands:
     def resume(self) -> None:
         self._record("resume")
 
-    def set_recipe(self, name: str) -> None:
+    def set_recipe(self, name: str, source: str = "plc") -> None:
         if name not in self.recipes:
             raise KeyError(name)
         self._record("recipe", name)
@@ -441,7 +441,7 @@ class FakeInspector:
     def resume(self) -> None:
         pass
 
-    def set_recipe(self, name: str) -> None:
+    def set_recipe(self, name: str, source: str = "plc") -> None:
         raise KeyError(name)
 
     def answer(self, part_id: int, received: float | None = None) -> None:

@@ -717,9 +717,9 @@ class SlowRecipes(RecordingCommands):
         super().__init__()
         self.release = threading.Event()
 
-    def set_recipe(self, name: str) -> None:
+    def set_recipe(self, name: str, source: str = "plc") -> None:
         assert self.release.wait(WAIT_S)
-        super().set_recipe(name)
+        super().set_recipe(name, source)
 
 
 def test_a_slow_recipe_switch_does_not_hold_up_triggers(broker: EmbeddedBroker, recorder: Recorder) -> None:

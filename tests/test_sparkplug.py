@@ -121,8 +121,8 @@ class FakeLine(RecordingCommands):
         self.stats["paused"] = False
         super().resume()
 
-    def set_recipe(self, name: str) -> None:
-        super().set_recipe(name)
+    def set_recipe(self, name: str, source: str = "plc") -> None:
+        super().set_recipe(name, source)
         self.stats["recipe"] = name
 
     def status(self) -> dict[str, Any]:

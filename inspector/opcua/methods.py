@@ -145,7 +145,7 @@ class Handlers:
             return _bad(ua.StatusCodes.BadNotFound, f"ActivateRecipe: no recipe {name[:64]!r} (PrepareRecipe first)")
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._switcher, self.commands.set_recipe, name)
+            await loop.run_in_executor(self._switcher, self.commands.set_recipe, name, "opcua")
         except KeyError:
             return _bad(ua.StatusCodes.BadNotFound, f"ActivateRecipe: unknown recipe {name!r}")
         except Exception as exc:  # loading its model failed: the old recipe goes on inspecting

@@ -314,8 +314,9 @@ class PlcCommands(Protocol):
     def resume(self) -> None:
         """Inspect again."""
 
-    def set_recipe(self, name: str) -> None:
-        """Switch product (model + thresholds) between two parts; raises KeyError for an unknown recipe."""
+    def set_recipe(self, name: str, source: str = "plc") -> Any:
+        """Switch product (model + thresholds) between two parts; raises KeyError for an unknown recipe. `source`
+        says who asked (`plc`, `opcua`, `sparkplug`): the `recipe_switched` event carries it."""
 
 
 class CommandError(ValueError):

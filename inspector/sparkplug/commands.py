@@ -124,7 +124,7 @@ class CommandRunner:
             if action.kind == "recipe":
                 assert action.recipe is not None
                 try:
-                    handler.set_recipe(action.recipe)
+                    handler.set_recipe(action.recipe, "sparkplug")
                 except KeyError:
                     return f"unknown_recipe: no recipe named {action.recipe!r} in the line config"
             elif action.kind == "pause":
