@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from inspector.plc import MAX_PART_ID, Topics, new_client, parse_mqtt_url, redac
 __all__ = ["PlcSimulator", "SimReport"]
 
 log = logging.getLogger(__name__)
+
+_FORGET_BATCH = 1000  # at most this many gated parts forgotten at a time (each forgetting rebuilds the answer set)
 
 
 @dataclass
@@ -110,6 +113,8 @@ class PlcSimulator:
     parts: stop after this many parts reached the gate (None: until `stop()`).
     first_id: the first part id in triggered mode.
     grace_s: after the last gate, how long to keep listening for late answers and truth.
+    history: gated parts remembered for late answers, repeats and truth; older ones are forgotten (in batches), so
+        that a long run's memory stays flat (bench/soak.py). An answer for a forgotten part counts as late.
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class PlcSimulator:
         client_id: str | None = None,
         grace_s: float = 1.0,
         connect_timeout_s: float = 15.0,
+        history: int = 10_000,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0 parts a second")
@@ -141,6 +147,8 @@ class PlcSimulator:
             raise ValueError("parts must be >= 1")
         if not 0 <= first_id <= MAX_PART_ID:
             raise ValueError(f"first_id must be in 0..{MAX_PART_ID}")
+        if history < 1:
+            raise ValueError("history must be >= 1")
         self.url = url
         self.topics = Topics.of(prefix, line, camera)
         self.rate = rate
@@ -156,6 +164,7 @@ class PlcSimulator:
         self.client_id = client_id or f"plcsim-{line}-{camera}-{os.getpid()}"
         self.grace_s = grace_s
         self.connect_timeout_s = connect_timeout_s
+        self.history = history
 
         self._lock = threading.Lock()
         self._parts: dict[int, _Part] = {}
@@ -172,6 +181,9 @@ class PlcSimulator:
         self._next_id = first_id
         self._first_seen: int | None = None
         self._max_seen: int | None = None
+        self._added = 0  # parts known so far (forgotten ones included)
+        self._gated: deque[int] = deque()  # gated part ids, oldest first: the ones to forget beyond `history`
+        self._forgotten_max: int | None = None  # the highest part id forgotten
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -289,6 +301,8 @@ class PlcSimulator:
             truth = data.get("truth")
             if isinstance(truth, bool):
                 with self._lock:
+                    if self._forgotten(part_id):
+                        return
                     self._truth[part_id] = truth
                     self._score_truth(part_id)
             return
@@ -296,6 +310,9 @@ class PlcSimulator:
         gate_ts = data.get("gate_ts")
         seq = int(data.get("seq", 0) or 0)
         with self._lock:
+            if self._forgotten(part_id):  # its part went through the gate long ago
+                self._report.late_answers += 1
+                return
             if (part_id, seq) in self._seen_answers:
                 self._report.duplicates += 1
                 return
@@ -327,15 +344,31 @@ class PlcSimulator:
             self._first_seen = self._max_seen = part_id
         assert self._max_seen is not None
         for pid in range(min(self._max_seen + 1, part_id), part_id + 1):
-            if pid not in self._parts and (self.parts is None or len(self._parts) < self.parts):
+            if pid not in self._parts and (self.parts is None or self._added < self.parts):
                 self._add_part(pid, gate)
         self._max_seen = max(self._max_seen, part_id)
         # An answer that arrives after its gate (delayed in transit): the gate acts first, the answer is late.
         self._open_gates_locked(now)
         return self._parts.get(part_id)
 
+    def _forgotten(self, part_id: int) -> bool:
+        """True for a part forgotten beyond `history` (lock held)."""
+        return self._forgotten_max is not None and part_id <= self._forgotten_max and part_id not in self._parts
+
+    def _forget_locked(self) -> None:
+        """Forget the oldest gated parts beyond `history` (lock held), with their truth and answers."""
+        while len(self._gated) > self.history:
+            part_id = self._gated.popleft()
+            self._parts.pop(part_id, None)
+            self._truth.pop(part_id, None)
+            self._forgotten_max = part_id if self._forgotten_max is None else max(self._forgotten_max, part_id)
+        floor = self._forgotten_max
+        assert floor is not None
+        self._seen_answers = {k for k in self._seen_answers if k[0] > floor or k[0] in self._parts}
+
     def _add_part(self, part_id: int, gate: float) -> None:
         self._parts[part_id] = _Part(part_id, gate)
+        self._added += 1
         heapq.heappush(self._gates, (gate, part_id))
 
     # -- the conveyor -------------------------------------------------------------------------------------------
@@ -388,6 +421,7 @@ class PlcSimulator:
             if part.gated:
                 continue
             part.gated = True
+            self._gated.append(part_id)
             r = self._report
             r.parts += 1
             if part.answer is None:
@@ -403,6 +437,8 @@ class PlcSimulator:
             else:
                 r.passed += 1
             self._score_truth(part_id)
+        if len(self._gated) > self.history + min(self.history, _FORGET_BATCH):
+            self._forget_locked()
 
     def _score_truth(self, part_id: int) -> None:
         """Count escape / false reject once both the gate action and the truth are known (lock held)."""
