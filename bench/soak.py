@@ -21,7 +21,8 @@ every part had its answer at the gate in time. The goals (issue 20):
 - every part accounted for: the demo decided all `parts`, the PLC simulator gated all of them with 0 missing and 0
   late answers, each one's truth known; the verdict tap saw every id from its first one on, with no gap;
 - RSS (demo + broker) growth under `--rss-growth-max` % (5) from the end of minute `--rss-base-minute` (5, or 1
-  for runs shorter than 7 minutes) to the end;
+  for runs shorter than 7 minutes) to the end (the demo's anonymous RSS, its heaps without mapped files, is shown
+  beside it);
 - no queue growth: the summed queue depth (each minute's median over its polls) averaged over the last third of the
   minutes is less than 1 above that of the first third (minute 1, the warm-up, left out): one part or message held
   for good would add 1; and nothing dropped (frames, store rows, MQTT overflow);
@@ -110,10 +111,10 @@ class Demo:
             time.sleep(0.1)
         raise RuntimeError(f"no {pattern!r} from the demo:\n" + "\n".join([*self.banner, *list(self.err)[-20:]]))
 
-    def rss_kb(self) -> tuple[int, int]:
-        """(RSS of the demo, RSS of its children) in kB, from /proc."""
+    def rss_kb(self) -> tuple[int, int, int]:
+        """(RSS of the demo, RSS of its children, the demo's anonymous RSS) in kB, from /proc."""
         kids = sum(_rss_kb(pid) for pid in _children(self.proc.pid))
-        return _rss_kb(self.proc.pid), kids
+        return _rss_kb(self.proc.pid), kids, _rss_kb(self.proc.pid, "RssAnon")
 
     def summary(self) -> dict[str, Any] | None:
         for t in self._threads:
@@ -133,16 +134,19 @@ class Demo:
                 self.proc.wait(10)
 
 
-def _live_rss(demo: Demo, previous: tuple[int, int]) -> tuple[int, int]:
-    """A new (demo, broker) RSS sample while both run; the previous one once the demo has begun to stop."""
-    sample = demo.rss_kb() if demo.proc.poll() is None else (0, 0)
+def _live_rss(demo: Demo, previous: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A new (demo, broker, demo anonymous) RSS sample while both run; the previous one once the demo has begun to
+    stop."""
+    sample = demo.rss_kb() if demo.proc.poll() is None else (0, 0, 0)
     return sample if sample[0] and sample[1] else previous
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """`field` of /proc/PID/status in kB: VmRSS (all resident pages), RssAnon (the heaps; RssFile is mapped files:
+    libraries' pages, the store's shared memory)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:  # gone meanwhile
         pass
@@ -315,7 +319,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         editor = Editor(url, password)
         polls: list[dict[str, int]] = []
         last: dict[str, Any] | None = None
-        rss = (0, 0)  # the last live sample: the demo's last minute ends with it
+        rss = (0, 0, 0)  # the last live sample: the demo's last minute ends with it
         seen_at_tap = None  # parts the demo had seen when the tap listened: every later verdict must reach the tap
         prev_decided = prev_failsafe = 0
         next_poll = next_edit = t0
@@ -357,6 +361,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     "depth_median": float(np.median([sum(p.values()) for p in polls])) if polls else None,
                     "rss_mb": round(rss[0] / 1024, 1),
                     "broker_rss_mb": round(rss[1] / 1024, 1),
+                    "anon_rss_mb": round(rss[2] / 1024, 1),
                     "thresholds_version": int(last["thresholds_version"]) if last else None,
                     "load1": round(os.getloadavg()[0], 2),
                     "partial": span < 55,
@@ -405,8 +410,9 @@ def _verdict(
     if base is not None and end is not None and end is not base:
         base_rss, end_rss = base["rss_mb"] + base["broker_rss_mb"], end["rss_mb"] + end["broker_rss_mb"]
         rss_growth = round((end_rss - base_rss) / base_rss * 100, 2)
+        anon_growth = round((end["anon_rss_mb"] - base["anon_rss_mb"]) / base["anon_rss_mb"] * 100, 2)
     else:
-        rss_growth = None
+        rss_growth = anon_growth = None
     # Queues: each minute's median of the summed depths (robust to a load spike, raised by 1 for good by one part or
     # message that is never let go), last third of the minutes against the first third (warm-up minute left out).
     depth = [m["depth_median"] for m in full[1:] if m["depth_median"] is not None]
@@ -455,6 +461,7 @@ def _verdict(
         "rss_base_minute": base_minute,
         "rss_growth_pct": rss_growth,
         "rss_growth_max_pct": args.rss_growth_max,
+        "anon_rss_growth_pct": anon_growth,
         "queue_growth": queue_growth,
         "drops": drops,
         "accounted": accounted,
@@ -488,7 +495,7 @@ def _cpu() -> dict[str, Any]:
 
 HEAD = (
     "| min | s | decided | verdicts | fail-safe | p50 ms | p99 ms | max ms | queue mean (in flight / frames / store "
-    "/ mqtt) | queue max | RSS MB | broker RSS MB | thresholds v | load 1 min |"
+    "/ mqtt) | queue max | RSS MB (anon) | broker RSS MB | thresholds v | load 1 min |"
 )
 
 
@@ -498,7 +505,8 @@ def _row_line(m: dict[str, Any]) -> str:
     qx = " / ".join(str(top.get(q, "-")) for q in ("in_flight", "frames", "store", "mqtt"))
     return (
         f"| {m['minute']}{'*' if m['partial'] else ''} | {m['seconds']} | {m['decided']} | {m['verdicts']} | "
-        f"{m['failsafe']} | {m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} | {qm} | {qx} | {m['rss_mb']} | "
+        f"{m['failsafe']} | {m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} | {qm} | {qx} | "
+        f"{m['rss_mb']} ({m['anon_rss_mb']}) | "
         f"{m['broker_rss_mb']} | {m['thresholds_version']} | {m['load1']} |"
     )
 
@@ -518,7 +526,7 @@ def verdict_line(r: dict[str, Any]) -> str:
         f"verdict: {'PASS' if r['ok'] else 'FAIL'}: parts {a['demo_parts']}/{r['parts']} decided, "
         f"{a['plc_parts']} gated, missing {a['missing_answers']}, late {a['late_answers']} "
         f"({mark(g['every_part_accounted'] and g['no_missing_or_late'])}); "
-        f"RSS growth {r['rss_growth_pct']} % since minute {r['rss_base_minute']} "
+        f"RSS growth {r['rss_growth_pct']} % since minute {r['rss_base_minute']} (anon {r['anon_rss_growth_pct']} %) "
         f"(< {r['rss_growth_max_pct']} %: {mark(g['rss_growth'])}); "
         f"queue growth {r['queue_growth']} (< 1: {mark(g['no_queue_growth'])}); fail-safe {r['failsafe']}"
     )
