@@ -13,16 +13,16 @@ banner, and while the line runs:
 - changes a threshold every `--edit-every-s` seconds through the API as an editor would (logged in as admin:
   `GET /api/thresholds`, then `PUT` one class's `min_confidence` nudged by 0.01 up or down, with the version read);
 - subscribes to the line's `verdict` topic (QoS 1) and files each verdict's `latency_ms` under its minute;
-- once a minute samples the RSS of the demo process and of its children (the broker).
+- samples the RSS of the demo process and of its children (the broker) at every poll; a minute shows their median.
 
 When the demo has made its parts it ends by itself with its JSON summary, whose PLC simulator tally says whether
 every part had its answer at the gate in time. The goals (issue 20):
 
 - every part accounted for: the demo decided all `parts`, the PLC simulator gated all of them with 0 missing and 0
   late answers, each one's truth known; the verdict tap saw every id from its first one on, with no gap;
-- RSS (demo + broker) growth under `--rss-growth-max` % (5) from the end of minute `--rss-base-minute` (5, or 1
-  for runs shorter than 7 minutes) to the end (the demo's anonymous RSS, its heaps without mapped files, is shown
-  beside it);
+- RSS (demo + broker; each minute's median of its samples) growth under `--rss-growth-max` % (5) from minute
+  `--rss-base-minute` (5, or 1 for runs shorter than 7 minutes) to the last; the demo's anonymous RSS (its heaps,
+  without mapped files) and a least-squares trend in MB an hour are shown beside it;
 - no queue growth: the summed queue depth (each minute's median over its polls) averaged over the last third of the
   minutes is less than 1 above that of the first third (minute 1, the warm-up, left out): one part or message held
   for good would add 1; and nothing dropped (frames, store rows, MQTT overflow);
@@ -319,7 +319,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         editor = Editor(url, password)
         polls: list[dict[str, int]] = []
         last: dict[str, Any] | None = None
-        rss = (0, 0, 0)  # the last live sample: the demo's last minute ends with it
+        rss = (0, 0, 0)  # the last live sample
+        rss_samples: list[tuple[int, int, int]] = []  # this minute's (RSS moves by a few MB from poll to poll)
         seen_at_tap = None  # parts the demo had seen when the tap listened: every later verdict must reach the tap
         prev_decided = prev_failsafe = 0
         next_poll = next_edit = t0
@@ -336,11 +337,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     if seen_at_tap is None:
                         seen_at_tap = int(stats["ledger"]["seen"])
                 rss = _live_rss(demo, rss)
+                if rss[0]:
+                    rss_samples.append(rss)
             if now >= next_edit and not ended:
                 next_edit += args.edit_every_s
                 editor.nudge_threshold()
             if now >= next_minute or (ended and polls):
                 rss = _live_rss(demo, rss)
+                med = [float(np.median([x[i] for x in rss_samples or [rss]])) for i in range(3)]
                 span = min(60.0, now - (next_minute - 60))
                 index = len(minutes)
                 with tap.lock:
@@ -359,9 +363,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     "queue_mean": {q: round(float(np.mean([p[q] for p in polls])), 2) for q in QUEUES} if polls else {},
                     "queue_max": {q: max(p[q] for p in polls) for q in QUEUES} if polls else {},
                     "depth_median": float(np.median([sum(p.values()) for p in polls])) if polls else None,
-                    "rss_mb": round(rss[0] / 1024, 1),
-                    "broker_rss_mb": round(rss[1] / 1024, 1),
-                    "anon_rss_mb": round(rss[2] / 1024, 1),
+                    "rss_mb": round(med[0] / 1024, 1),
+                    "broker_rss_mb": round(med[1] / 1024, 1),
+                    "anon_rss_mb": round(med[2] / 1024, 1),
                     "thresholds_version": int(last["thresholds_version"]) if last else None,
                     "load1": round(os.getloadavg()[0], 2),
                     "partial": span < 55,
@@ -369,7 +373,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 if not (ended and span < 5):  # a last sliver of a minute says nothing
                     minutes.append(row)
                     print(_row_line(row), flush=True)
-                prev_decided, prev_failsafe, polls = decided, failsafe, []
+                prev_decided, prev_failsafe, polls, rss_samples = decided, failsafe, [], []
                 next_minute += 60
             if ended:
                 break
@@ -413,6 +417,17 @@ def _verdict(
         anon_growth = round((end["anon_rss_mb"] - base["anon_rss_mb"]) / base["anon_rss_mb"] * 100, 2)
     else:
         rss_growth = anon_growth = None
+    # The trend too: a least-squares line through the minutes from the base on, in MB an hour.
+    trend = [m for m in minutes if m["minute"] >= base_minute and m["seconds"] >= 30]
+    slope = (
+        round(
+            float(np.polyfit([m["minute"] for m in trend], [m["rss_mb"] + m["broker_rss_mb"] for m in trend], 1)[0])
+            * 60,
+            1,
+        )
+        if len(trend) >= 3
+        else None
+    )
     # Queues: each minute's median of the summed depths (robust to a load spike, raised by 1 for good by one part or
     # message that is never let go), last third of the minutes against the first third (warm-up minute left out).
     depth = [m["depth_median"] for m in full[1:] if m["depth_median"] is not None]
@@ -462,6 +477,7 @@ def _verdict(
         "rss_growth_pct": rss_growth,
         "rss_growth_max_pct": args.rss_growth_max,
         "anon_rss_growth_pct": anon_growth,
+        "rss_trend_mb_per_hour": slope,
         "queue_growth": queue_growth,
         "drops": drops,
         "accounted": accounted,
@@ -526,7 +542,8 @@ def verdict_line(r: dict[str, Any]) -> str:
         f"verdict: {'PASS' if r['ok'] else 'FAIL'}: parts {a['demo_parts']}/{r['parts']} decided, "
         f"{a['plc_parts']} gated, missing {a['missing_answers']}, late {a['late_answers']} "
         f"({mark(g['every_part_accounted'] and g['no_missing_or_late'])}); "
-        f"RSS growth {r['rss_growth_pct']} % since minute {r['rss_base_minute']} (anon {r['anon_rss_growth_pct']} %) "
+        f"RSS growth {r['rss_growth_pct']} % since minute {r['rss_base_minute']} (anon {r['anon_rss_growth_pct']} %, "
+        f"trend {r['rss_trend_mb_per_hour']} MB/h) "
         f"(< {r['rss_growth_max_pct']} %: {mark(g['rss_growth'])}); "
         f"queue growth {r['queue_growth']} (< 1: {mark(g['no_queue_growth'])}); fail-safe {r['failsafe']}"
     )
