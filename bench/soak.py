@@ -329,19 +329,22 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         while True:
             now = time.monotonic()
             ended = demo.proc.poll() is not None
-            if now >= next_poll and not ended:
+            # The demo stops its dashboard once it made its parts: the last polls and edits come before that.
+            seen = int(last["ledger"]["seen"]) if last else 0
+            if now >= next_poll:
                 next_poll += args.poll_s
-                if (stats := editor.stats()) is not None:
+                if not ended and seen < parts and (stats := editor.stats()) is not None:
                     last = stats
                     polls.append(_queue_depths(stats))
                     if seen_at_tap is None:
                         seen_at_tap = int(stats["ledger"]["seen"])
                 rss = _live_rss(demo, rss)
-                if rss[0]:
+                if rss[0] and not ended and seen < parts:
                     rss_samples.append(rss)
-            if now >= next_edit and not ended:
+            if now >= next_edit:
                 next_edit += args.edit_every_s
-                editor.nudge_threshold()
+                if not ended and seen < parts - 10 * args.rate:
+                    editor.nudge_threshold()
             if now >= next_minute or (ended and polls):
                 rss = _live_rss(demo, rss)
                 med = [float(np.median([x[i] for x in rss_samples or [rss]])) for i in range(3)]
