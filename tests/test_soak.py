@@ -61,7 +61,8 @@ def test_three_minute_soak_accounts_for_every_part_without_queue_growth(tmp_path
     assert (result["drops"]["store_rows_dropped"], result["drops"]["mqtt_overflow"]) == (0, 0), result["drops"]
     assert all(m["rss_mb"] > 50 and m["broker_rss_mb"] > 0 for m in result["minutes"]), result["minutes"]
     assert result["goals"]["rss_growth"], (result["rss_growth_pct"], [m["rss_mb"] for m in result["minutes"]])
-    assert len(result["minutes"]) >= MINUTES and all(m["p99_ms"] is not None for m in result["minutes"])
+    full = [m for m in result["minutes"] if m["seconds"] >= 30]  # the last, partial one may hold no verdict
+    assert len(full) >= MINUTES and all(m["p99_ms"] is not None and m["verdicts"] > 0 for m in full), full
     assert result["ok"] and proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
