@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ from inspector.truth import GroundTruth, Judgement, judge
 __all__ = ["PlcSimulator", "SimReport"]
 
 log = logging.getLogger(__name__)
+
+_FORGET_BATCH = 1000  # at most this many gated parts forgotten at a time (each forgetting rebuilds the answer set)
 
 
 @dataclass(slots=True)
@@ -74,6 +77,8 @@ class PlcSimulator:
     persistent: keep the MQTT session across disconnects (the default, as a PLC should); False: clean session,
         and what is published while disconnected is lost.
     session_expiry_s: MQTT 5: how long the broker keeps the session (and queues answers) while disconnected.
+    history: gated parts remembered for late answers, repeats and truth; older ones are forgotten (in batches), so
+        that a long run's memory stays flat (bench/soak.py). An answer for a forgotten part counts as late.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class PlcSimulator:
         connect_timeout_s: float = 15.0,
         persistent: bool = True,
         session_expiry_s: int = 300,
+        history: int = 10_000,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0 parts a second")
@@ -109,6 +115,8 @@ class PlcSimulator:
             raise ValueError(f"first_id must be in 0..{MAX_PART_ID}")
         if session_expiry_s < 0:
             raise ValueError("session_expiry_s must be >= 0")
+        if history < 1:
+            raise ValueError("history must be >= 1")
         self.url = url
         self.topics = Topics.of(prefix, line, camera)
         self.rate = rate
@@ -126,6 +134,7 @@ class PlcSimulator:
         self.session_expiry_s = session_expiry_s
         self.grace_s = grace_s
         self.connect_timeout_s = connect_timeout_s
+        self.history = history
 
         self._lock = threading.Lock()
         self._parts: dict[int, _Part] = {}
@@ -144,6 +153,9 @@ class PlcSimulator:
         self._first_seen: int | None = None
         self._max_seen: int | None = None
         self._inspector_run: int | None = None  # the inspector's `run` of the newest answers (free-run)
+        self._added = 0  # parts known so far (forgotten ones included)
+        self._gated: deque[int] = deque()  # gated part ids, oldest first: the ones to forget beyond `history`
+        self._forgotten_max: int | None = None  # the highest part id forgotten
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -310,6 +322,8 @@ class PlcSimulator:
             truth = GroundTruth.from_payload(data)
             if truth is not None:
                 with self._lock:
+                    if self._forgotten(part_id):
+                        return
                     self._truth[part_id] = truth
                     self._score_truth(part_id)
             return
@@ -317,6 +331,9 @@ class PlcSimulator:
         gate_ts = data.get("gate_ts")
         seq = int(data.get("seq", 0) or 0)
         with self._lock:
+            if self._forgotten(part_id):  # its part went through the gate long ago
+                self._report.late_answers += 1
+                return
             if (part_id, seq) in self._seen_answers:
                 self._report.duplicates += 1
                 return
@@ -363,15 +380,31 @@ class PlcSimulator:
         if self._max_seen is None:  # the first answer, or the first of a new run: nothing skipped before it
             self._max_seen = part_id
         for pid in range(min(self._max_seen + 1, part_id), part_id + 1):
-            if pid not in self._parts and (self.parts is None or len(self._parts) < self.parts):
+            if pid not in self._parts and (self.parts is None or self._added < self.parts):
                 self._add_part(pid, gate)
         self._max_seen = max(self._max_seen, part_id)
         # An answer that arrives after its gate (delayed in transit): the gate acts first, the answer is late.
         self._open_gates_locked(now)
         return self._parts.get(part_id)
 
+    def _forgotten(self, part_id: int) -> bool:
+        """True for a part forgotten beyond `history` (lock held)."""
+        return self._forgotten_max is not None and part_id <= self._forgotten_max and part_id not in self._parts
+
+    def _forget_locked(self) -> None:
+        """Forget the oldest gated parts beyond `history` (lock held), with their truth and answers."""
+        while len(self._gated) > self.history:
+            part_id = self._gated.popleft()
+            self._parts.pop(part_id, None)
+            self._truth.pop(part_id, None)
+            self._forgotten_max = part_id if self._forgotten_max is None else max(self._forgotten_max, part_id)
+        floor = self._forgotten_max
+        assert floor is not None
+        self._seen_answers = {k for k in self._seen_answers if k[0] > floor or k[0] in self._parts}
+
     def _add_part(self, part_id: int, gate: float) -> None:
         self._parts[part_id] = _Part(part_id, gate)
+        self._added += 1
         heapq.heappush(self._gates, (gate, part_id))
 
     # -- the conveyor -------------------------------------------------------------------------------------------
@@ -424,6 +457,7 @@ class PlcSimulator:
             if part.gated:
                 continue
             part.gated = True
+            self._gated.append(part_id)
             r = self._report
             r.parts += 1
             if part.answer is None:
@@ -439,6 +473,8 @@ class PlcSimulator:
             else:
                 r.passed += 1
             self._score_truth(part_id)
+        if len(self._gated) > self.history + min(self.history, _FORGET_BATCH):
+            self._forget_locked()
 
     def _score_truth(self, part_id: int) -> None:
         """Count escape / false reject once both the gate action and the truth are known (lock held)."""
