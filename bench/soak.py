@@ -332,18 +332,20 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         while True:
             now = time.monotonic()
             ended = demo.proc.poll() is not None
-            # The demo stops its dashboard once it made its parts: the last polls and edits come before that.
+            # The demo stops its dashboard once it made its parts: the last polls and edits come before that, with a
+            # margin of two poll periods of parts (the next poll may otherwise land in the demo's shutdown).
             seen = int(last["ledger"]["seen"]) if last else 0
+            open_for_polls = seen < parts - 2 * args.rate * args.poll_s * 1.25
             if now >= next_poll:
                 # Jittered: a period that is a multiple of the part period would see every part at the same phase.
                 next_poll += args.poll_s * random.uniform(0.75, 1.25)
-                if not ended and seen < parts and (stats := editor.stats()) is not None:
+                if not ended and open_for_polls and (stats := editor.stats()) is not None:
                     last = stats
                     polls.append(_queue_depths(stats))
                     if seen_at_tap is None:
                         seen_at_tap = int(stats["ledger"]["seen"])
                 rss = _live_rss(demo, rss)
-                if rss[0] and not ended and seen < parts:
+                if rss[0] and not ended and open_for_polls:
                     rss_samples.append(rss)
             if now >= next_edit:
                 next_edit += args.edit_every_s
