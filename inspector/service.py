@@ -336,6 +336,10 @@ class EdgeService:
             return True
         self._stopped = True
         drained = True
+        if self._web is not None:  # the API answers 503 from here on, not a 500 from a store closing under it
+            from inspector.api.shutdown import begin_shutdown
+
+            begin_shutdown(self._web.app)
         if self.pipeline is not None:
             # Closes every sink too (store flushes, the PLC link sends what is queued and says `offline`).
             drained = self.pipeline.stop(drain=drain, timeout=timeout)

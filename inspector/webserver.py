@@ -24,6 +24,7 @@ class ThreadedServer:
     port: int
     url: str
     server: Any  # uvicorn.Server
+    app: Any  # the ASGI app it serves
     thread: threading.Thread
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -52,4 +53,4 @@ def serve_in_thread(app: Any, host: str, port: int, *, name: str) -> ThreadedSer
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
     url_host = f"[{host}]" if ":" in host else host
-    return ThreadedServer(bound_port, f"http://{url_host}:{bound_port}/", server, thread)
+    return ThreadedServer(bound_port, f"http://{url_host}:{bound_port}/", server, app, thread)

@@ -287,3 +287,33 @@ def test_model_in_use_is_reported_in_health_heartbeat_metrics_and_stats(
     )
     assert "inspector_model_selftest_passed 1.0" in metrics
     assert "inspector_model_provider_fallback 1.0" in metrics
+
+
+def test_the_api_answers_503_while_the_line_shuts_down(tmp_path: Path, services: list[EdgeService]) -> None:
+    """From the moment `stop` begins, the API answers 503 with Retry-After (not a 500 from a store or pipeline
+    closing under a request); the page itself still loads until the server stops."""
+    service = start(services, service_config(tmp_path))
+    assert service.dashboard_url and service.first_password and service.pipeline is not None
+    seen: dict[str, Any] = {}
+    with httpx.Client(base_url=service.dashboard_url, timeout=30) as c:
+        auth = login(c, service.first_password)
+        assert c.get("/api/stats").status_code == 200
+        pipeline_stop = service.pipeline.stop
+
+        def stop_and_ask(drain: bool = True, timeout: float | None = None) -> bool:
+            # Inside stop, before the pipeline drains: what a client gets now.
+            seen["stats"] = c.get("/api/stats")
+            seen["metrics"] = c.get("/metrics")
+            body = {"version": 1, "thresholds": {"default": {"min_confidence": 0.5}}, "comment": "late edit"}
+            seen["put"] = c.put("/api/thresholds", json=body, headers=auth)
+            seen["page"] = c.get("/")
+            return pipeline_stop(drain=drain, timeout=timeout)
+
+        service.pipeline.stop = stop_and_ask  # type: ignore[method-assign]
+        assert service.stop() is True
+    for name in ("stats", "metrics", "put"):
+        r = seen[name]
+        assert r.status_code == 503, (name, r.status_code, r.text)
+        assert r.headers["Retry-After"].isdigit() and r.json() == {"detail": "the line is shutting down"}
+        assert r.headers["X-Content-Type-Options"] == "nosniff"  # the security headers still wrap it
+    assert seen["page"].status_code == 200

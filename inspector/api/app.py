@@ -1,5 +1,6 @@
 """`create_app(deps)`: the dashboard app put together: routers with their access rules, the page and its static
-files, the 405 answer, security headers, the 422 for non-finite JSON numbers, and the completed OpenAPI document."""
+files, the 405 answer, security headers, the 422 for non-finite JSON numbers, the 503 while the line shuts down,
+and the completed OpenAPI document."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from inspector.api.routes import auth, recipe, status, thresholds, verdicts
 from inspector.api.routes.auth import EDITOR_ROUTES
 from inspector.api.schemas import E401
 from inspector.api.security import authenticator, login_guard
+from inspector.api.shutdown import ShutdownGuard
 from inspector.prometheus import LineCollector, line_registry
 
 __all__ = ["WEB_DIR", "create_app", "index"]
@@ -62,6 +64,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.state.auth = auth
     app.state.login_guard = login_guard(deps, app.state.metrics)
     app.state.started = time.monotonic()
+    app.state.shutting_down = False
 
     view_errors = E401 if deps.config.login_to_view else {}
     for router, for_viewers in _ROUTERS:
@@ -69,8 +72,10 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.get("/", include_in_schema=False)(index)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    # Added last = runs first: the headers wrap every answer, the 422 for NaN/Infinity included.
+    # Added last = runs first: the headers wrap every answer, the 422 for NaN/Infinity and the 503 while the line
+    # stops included.
     app.add_middleware(NonFiniteJsonGuard)
+    app.add_middleware(ShutdownGuard)
     docs = tuple(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     app.add_middleware(SecurityHeaders, docs_paths=docs)
     # The session is optional on the other routes.
