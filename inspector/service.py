@@ -357,10 +357,15 @@ class EdgeService:
             self.opcua.stop()  # likewise
         if self.sparkplug is not None:
             self.sparkplug.stop()  # likewise
-        if self.ids is not None:
-            self.ids.close()  # after every sink: no part is numbered any more
-        if self.store is not None:
-            self.store.close()
+        if self.pipeline is not None and self._line_started and not self.pipeline.done:
+            # Its threads may still number parts and write verdicts: closing the ids and the store under them
+            # would turn a slow stop into errors. Both are crash-safe (reserved id blocks, SQLite's journal).
+            log.error("the line did not stop within its drain timeout; part ids and store left open for the exit")
+        else:
+            if self.ids is not None:
+                self.ids.close()  # after every sink: no part is numbered any more
+            if self.store is not None:
+                self.store.close()
         if self.broker is not None:
             self.broker.stop()
         return drained

@@ -317,3 +317,22 @@ def test_the_api_answers_503_while_the_line_shuts_down(tmp_path: Path, services:
         assert r.headers["Retry-After"].isdigit() and r.json() == {"detail": "the line is shutting down"}
         assert r.headers["X-Content-Type-Options"] == "nosniff"  # the security headers still wrap it
     assert seen["page"].status_code == 200
+
+
+def test_a_stop_that_times_out_leaves_the_store_and_part_ids_open(
+    tmp_path: Path, services: list[EdgeService], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line whose drain outlives its timeout may still number parts and write verdicts: the service says so and
+    does not close the store or the part ids under its threads (the line closes its sinks when it ends)."""
+    service = start(services, service_config(tmp_path))
+    assert service.pipeline is not None and service.store is not None and service.ids is not None
+    pipeline = service.pipeline
+    real_stop = pipeline.stop
+    pipeline.stop = lambda drain=True, timeout=None: False  # type: ignore[method-assign]  # the drain ran out
+    with caplog.at_level(logging.ERROR, logger="inspector.service"):
+        assert service.stop() is False
+    assert "did not stop within its drain timeout" in caplog.text
+    assert not pipeline.done and not service.store._writer.closed  # still writing what the line decides
+    assert real_stop(drain=True) and pipeline.done  # the line ends, closing its sinks (the store among them)
+    assert service.store._writer.closed
+    service.ids.close()
