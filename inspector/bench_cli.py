@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,13 +81,15 @@ class BenchFrames:
     """The frames of a bench run and what a reference model compares them with.
 
     reference: registers each frame (the `--reference` image's `Registrar`, or a `PairedRegistrar` over pairs);
-    composites: the frames are reference-diff composites already; input: how, in words, for the report.
+    composites: the frames are reference-diff composites already; input: how, in words, for the report;
+    left_out: pairs not run because their reference cannot be registered against (path, why).
     """
 
     frames: list[np.ndarray]
     reference: FrameRegistrar | None = None
     composites: bool = False
     input: str = "image"
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _is_dataset(source: Path) -> bool:
@@ -123,15 +125,20 @@ def bench_frames(
             return BenchFrames(frames, composites=composites, input="composites" if composites else "image")
         assert reference is not None
         return BenchFrames(frames, references.registrar(reference), input=reference)
-    frames, registrars = [], []
+    frames, registrars, left_out = [], [], []
     for path, error in to_inspect([(p, None) for p in paths], references)[:limit]:
         if error is not None:
             raise ValueError(f"{path}: {error}")
+        try:
+            registrar = references.registrar(references.reference_of(path))
+        except ValueError as exc:  # e.g. one of DeepPCB's templates is blank white: nothing to time there
+            left_out.append((path, str(exc)))
+            continue
         frames.append(read_image(path))
-        registrars.append(references.registrar(references.reference_of(path)))
+        registrars.append(registrar)
     if not frames:
-        raise SourceError(f"no NAME_test images with their NAME_temp in {source}")
-    return BenchFrames(frames, PairedRegistrar(frames, registrars), input="pairs")
+        raise SourceError(f"no NAME_test images with a usable NAME_temp in {source}")
+    return BenchFrames(frames, PairedRegistrar(frames, registrars), input="pairs", left_out=left_out)
 
 
 def run_bench(
@@ -271,6 +278,10 @@ def main(argv: list[str]) -> int:
     if result["input"] != "image":
         registered = f", {result['unregistered']} unregistered" if frames.reference is not None else ""
         print(f"reference: {result['input']}{registered}")
+    if frames.left_out:
+        path, why = frames.left_out[0]
+        print(f"left out: {len(frames.left_out)} pair(s) whose reference cannot be registered against ({path}: {why})")
+    result["left_out"] = len(frames.left_out)
     if result["failsafe"]:
         print(f"fail-safe (not inspected in time, or unregistered): {result['failsafe']}")
     if args.json:

@@ -192,6 +192,15 @@ def test_bench_registers_in_the_pipeline(
     assert result["inspected"] == 12 and result["unregistered"] == 0
     assert result["stage_ms"]["register"]["p50"] > 0, "registration is timed as its own stage"
     assert "register" in text.split("stage p50 (ms):")[1].splitlines()[0]
+    assert result["left_out"] == 0
+
+    # A pair whose template is blank (one of DeepPCB's is all white) is left out and said so, not the whole run.
+    shutil.copy(pairs / "0001_test.png", pairs / "0009_test.png")
+    cv2.imwrite(str(pairs / "0009_temp.png"), np.full((SIZE, SIZE, 3), 255, np.uint8))
+    code, result, text = _bench([str(ref_model), str(pairs)], capsys)
+    assert code == 0, text
+    assert result is not None and result["distinct_frames"] == 2 and result["left_out"] == 1
+    assert "left out: 1 pair(s) whose reference cannot be registered against" in text and "0009_test" in text
 
     # One --reference for every frame: a part of the design registers, a blank frame does not and fails safe.
     frames = tmp_path / "frames"
