@@ -1,6 +1,6 @@
 """`inspector demo`: the whole product on one machine, with nothing to configure.
 
-It starts the synthetic PCB line (parts with known defects), the reference model, an MQTT broker (embedded, or the
+It starts the synthetic PCB line (parts with known defects), the shipped model, an MQTT broker (embedded, or the
 one `--mqtt` names), the PLC simulator at the reject gate, and the dashboard; prints the dashboard URL and a live
 one-line summary; stops cleanly on Ctrl-C, or after `--parts N` with a final JSON line:
 `{"parts": ..., "rejected": ..., "failsafe": ..., "escapes": ..., "false_rejects": ...}`.
@@ -9,9 +9,12 @@ truth, at the PLC's gate. `--product NAME` runs a recipe package (`recipes/NAME/
 `--changeover N` switches products every N parts, the PLC sending `cmd/recipe` (`inspector.sim.changeover`), and
 the JSON line adds `changeover`: switch times and verdicts whose recipe is not the product carried.
 
-`--reference` (issue 15) runs the line as one product (board `--seed`) placed with jitter (shift, small rotation,
-light drift), writes the product's golden reference into the work folder, and registers each part to it before a
-reference model (`--model`, metadata `inspector.input: reference-diff`) sees the part and its reference together.
+By default (issue 15) the line is one product (board `--seed`) placed with jitter (shift, small rotation, light
+drift): the demo writes the product's golden reference into the work folder and registers each part to it before the
+golden-reference model (`models/deeppcb-ref-v8n-480-int8.onnx`, metadata `inspector.input: reference-diff`) sees the
+part and its reference together. `--reference-free` runs the reference-free model on boards that all differ (the
+model for parts without a fixed appearance); `--model FILE` runs another model, with `--reference` when it is a
+reference model. `--lines N` runs the reference-free model on every line.
 
 Its work folder (store, images) and the embedded broker's are temporary and marked with the demo's pid: a demo
 killed with `kill -9` leaves them (and, thanks to the parent-death signal, no broker), and the next demo removes
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from inspector.config import DEFAULT_MODEL, LineConfig, SyntheticConfig
+from inspector.config import DEFAULT_MODEL, REFERENCE_MODEL, LineConfig, SyntheticConfig
 from inspector.redact import install_log_redaction, redact_text, redact_url
 from inspector.resources import find_calibration
 from inspector.tempdirs import owned_tempdir, remove_stale
@@ -173,14 +176,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1 (8080; 0: any free)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic line seed (0)")
     parser.add_argument("--defect-rate", type=float, default=0.3, help="share of defective parts (0.3)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (the shipped reference)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help=f"ONNX model (default: {REFERENCE_MODEL.name} with the product's golden reference; {DEFAULT_MODEL.name} "
+        "with --reference-free, --lines, --product or --changeover)",
+    )
     parser.add_argument("--product", help="recipe package to start with (recipes/NAME/; default: the --model line)")
     parser.add_argument("--changeover", type=int, metavar="N", help="switch products every N parts (a mixed day)")
     parser.add_argument("--products", help="comma-separated products for --changeover (default: every package)")
-    parser.add_argument(
+    golden = parser.add_mutually_exclusive_group()
+    golden.add_argument(
         "--reference",
         action="store_true",
-        help="one product with jitter, registered to its golden reference (needs a reference model: --model)",
+        help="one product with jitter, registered to its golden reference (the default without --model; with "
+        "--model FILE, FILE must be a reference model)",
+    )
+    golden.add_argument(
+        "--reference-free",
+        action="store_true",
+        help="every part its own board, inspected by the reference-free model (or --model)",
     )
     parser.add_argument(
         "--opcua-port", type=int, metavar="P", help="serve OPC UA on opc.tcp://127.0.0.1:P (docs/plant.md)"
@@ -202,8 +217,13 @@ def main(argv: list[str]) -> int:
         parser.error("--changeover must be at least 1")
     if args.lines < 1:
         parser.error("--lines must be at least 1")
-    if args.reference and (args.lines > 1 or args.product is not None or args.changeover is not None):
+    several = args.lines > 1 or args.product is not None or args.changeover is not None
+    if args.reference and several:
         parser.error("--reference runs one line of one product (no --lines, --product or --changeover)")
+    # The golden-reference demo unless asked otherwise (recipe packages bring their own models and references).
+    args.reference = args.reference or (args.model is None and not args.reference_free and not several)
+    if args.model is None:
+        args.model = REFERENCE_MODEL if args.reference else DEFAULT_MODEL
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 

@@ -12,6 +12,7 @@ its model compares with one, the part's geometry and the product's gate budget:
     part: {shape: rectangle, width_mm: 40, height_mm: 40, image_px: [640, 640]}
     gate_ms: 2000                           # none: the line's pipeline.gate_ms
     synthetic: pcb                          # the demo's synthetic line for this product
+    synthetic_board: 0                      # pcb: one board design with jitter (its golden render: reference.png)
 
 Files are looked up in the package folder first, then on `inspector.resources`' search path (`models/<name>` for
 model files, `calibration/<name>` for thresholds), so a package can name the shipped files without copying them.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from inspector.config import (
     ClassStyle,
@@ -115,6 +116,13 @@ class PackageFile(BaseModel):
     part: PartGeometry | None = None
     gate_ms: float | None = Field(None, gt=0)
     synthetic: Literal["pcb", "mooncake"] | None = None
+    synthetic_board: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _board_is_pcb(self) -> PackageFile:
+        if self.synthetic_board is not None and self.synthetic != "pcb":
+            raise ValueError("synthetic_board is a board of the synthetic pcb line: it needs synthetic: pcb")
+        return self
 
     @field_validator("model", mode="before")
     @classmethod

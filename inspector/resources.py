@@ -22,6 +22,7 @@ __all__ = [
     "DATA_ENV",
     "DEFAULT_MODEL_NAME",
     "RECIPE_FILE",
+    "REFERENCE_MODEL_NAME",
     "data_dirs",
     "find_calibration",
     "find_model",
@@ -30,7 +31,8 @@ __all__ = [
 ]
 
 DATA_ENV = "INSPECTOR_DATA"
-DEFAULT_MODEL_NAME = "deeppcb-v8n-480-int8.onnx"
+DEFAULT_MODEL_NAME = "deeppcb-v8n-480-int8.onnx"  # reference-free: a line config that names no model or reference
+REFERENCE_MODEL_NAME = "deeppcb-ref-v8n-480-int8.onnx"  # the PCB recipe's and the demo's (issue 15)
 RECIPE_FILE = "recipe.yaml"  # what makes a folder a recipe package
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

@@ -30,6 +30,8 @@ from tests.mqtt_helpers import Recorder, publish
 from tests.test_demo import demo, last_json
 from tests.test_pipeline import CollectingSink, ScriptedDetector, grey
 
+PCB = "pcb-no-reference"  # the shipped reference-free package: runs on boards that all differ
+
 PRODUCTS = ("alpha", "beta", "gamma")
 
 
@@ -248,8 +250,8 @@ def test_service_switches_recipe_packages_by_plc_and_dashboard(tmp_path: Path) -
     config = LineConfig.model_validate(
         {
             "camera": {"id": "camR", "source": "synthetic", "fps": 6, "synthetic": {"seed": 5, "size": 320}},
-            "recipe_packages": ["pcb", "pcb-320"],
-            "recipe": "pcb",
+            "recipe_packages": [PCB, "pcb-320"],
+            "recipe": PCB,
             "mqtt": {"line": "lineR"},
             "dashboard": {
                 "port": 0,
@@ -266,7 +268,7 @@ def test_service_switches_recipe_packages_by_plc_and_dashboard(tmp_path: Path) -
         service.start()
         assert service.broker is not None and service.pipeline is not None and service.dashboard_url
         pipeline = service.pipeline
-        sha = {name: pipeline.set_recipe(name, "test").model_sha256 for name in ("pcb-320", "pcb")}
+        sha = {name: pipeline.set_recipe(name, "test").model_sha256 for name in ("pcb-320", PCB)}
         events = Draft202012Validator(load_schema("event"))
         root = "inspector/lineR/camR"
         with (
@@ -289,9 +291,9 @@ def test_service_switches_recipe_packages_by_plc_and_dashboard(tmp_path: Path) -
                 "event": "recipe_switched",
                 "ts": 0,
                 "seq": 0,
-                "previous_recipe": "pcb",
+                "previous_recipe": PCB,
                 "recipe": "pcb-320",
-                "previous_model_sha256": sha["pcb"],
+                "previous_model_sha256": sha[PCB],
                 "model_sha256": sha["pcb-320"],
                 "thresholds_version": 1,
                 "switch_ms": 0,
@@ -308,18 +310,18 @@ def test_service_switches_recipe_packages_by_plc_and_dashboard(tmp_path: Path) -
             assert state["recipe"] == "pcb-320" and state["last_switch"]["source"] == "plc"
             assert [c["name"] for c in state["active"]["classes"]][:2] == ["open", "short"]
             assert state["active"]["classes"][0]["colour"] == "#ee8866"  # from recipes/pcb-320/recipe.yaml
-            assert {card["name"] for card in state["recipes"]} == {"default", "pcb", "pcb-320"}
+            assert {card["name"] for card in state["recipes"]} == {"default", PCB, "pcb-320"}
 
-            assert client.post("/api/recipe", json={"recipe": "pcb"}).status_code == 401
+            assert client.post("/api/recipe", json={"recipe": PCB}).status_code == 401
             viewer = bearer(client, "op", "op-pass")
-            assert client.post("/api/recipe", json={"recipe": "pcb"}, headers=viewer).status_code == 403
+            assert client.post("/api/recipe", json={"recipe": PCB}, headers=viewer).status_code == 403
             editor = bearer(client, "qa", "qa-pass")
             assert client.post("/api/recipe", json={"recipe": "nope"}, headers=editor).status_code == 404
             assert client.post("/api/recipe", json={"recipe": 5}, headers=editor).status_code == 422
-            r = client.post("/api/recipe", json={"recipe": "pcb"}, headers=editor)
-            assert r.status_code == 200 and r.json()["recipe"] == "pcb" and r.json()["source"] == "dashboard:qa"
-            assert rec.wait_for(switched("pcb"), 30)
-            assert pipeline.recipe == "pcb" and client.get("/api/recipe").json()["active"]["name"] == "pcb"
+            r = client.post("/api/recipe", json={"recipe": PCB}, headers=editor)
+            assert r.status_code == 200 and r.json()["recipe"] == PCB and r.json()["source"] == "dashboard:qa"
+            assert rec.wait_for(switched(PCB), 30)
+            assert pipeline.recipe == PCB and client.get("/api/recipe").json()["active"]["name"] == PCB
         assert service.stop(drain=True)
     finally:
         service.stop(drain=False)

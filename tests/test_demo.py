@@ -29,7 +29,7 @@ import httpx
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from inspector.config import DEFAULT_MODEL
+from inspector.config import REFERENCE_MODEL
 from inspector.demo import DEMO_PREFIX
 from inspector.tempdirs import make_owned_tempdir
 from tests.web_helpers import ARTIFACTS, CHROMIUM_ARGS
@@ -139,7 +139,9 @@ def test_demo_400_parts_ends_with_json_that_agrees_with_the_truth_and_meets_the_
     model_false_rejects = result["false_rejects"] - tally["failsafe_good"]
     assert model_false_rejects <= 0.08 * good, result
     assert result["escapes"] <= 0.02 * result["defective"], result
-    assert f"model {DEFAULT_MODEL.name} (int8, CPUExecutionProvider, self-test passed)" in stderr, stderr
+    # The golden-reference model, every part registered to its board's reference (issue 15).
+    assert f"model {REFERENCE_MODEL.name} (int8, CPUExecutionProvider, self-test passed)" in stderr, stderr
+    assert "board 0, jitter" in stderr, stderr
     # What a person sees on the terminal.
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/", stderr)
     assert re.search(r"log in as 'admin' with password \S+", stderr)

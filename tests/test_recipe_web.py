@@ -22,13 +22,14 @@ def test_dashboard_follows_recipe_switches_by_plc_and_from_the_page(
     tmp_path: Path,
     yolov8n_onnx: Path,
 ) -> None:
-    """Recipes: the shipped PCB package and a `shapes` recipe of the test model (classes rect, circle, own colours).
-    The PLC switches to `shapes`: the page shows its name and classes (and thresholds rows); the editor switches
-    back to `pcb` from the page: the PCB classes come back; a viewer sees no switch control."""
+    """Recipes: the shipped reference-free PCB package and a `shapes` recipe of the test model (classes rect,
+    circle, own colours). The PLC switches to `shapes`: the page shows its name and classes (and thresholds rows);
+    the editor switches back to `pcb-no-reference` from the page: the PCB classes come back; a viewer sees no
+    switch control."""
     config = LineConfig.model_validate(
         {
             "camera": {"id": "camW", "source": "synthetic", "fps": 4, "synthetic": {"seed": 2, "size": 320}},
-            "recipe_packages": ["pcb"],
+            "recipe_packages": ["pcb-no-reference"],
             "recipes": {
                 "shapes": {
                     "model": {"path": str(yolov8n_onnx), "conf": 0.1},
@@ -36,7 +37,7 @@ def test_dashboard_follows_recipe_switches_by_plc_and_from_the_page(
                     "classes": [{"name": "rect", "colour": "#00ff00"}, {"name": "circle", "colour": "#0000ff"}],
                 }
             },
-            "recipe": "pcb",
+            "recipe": "pcb-no-reference",
             "mqtt": {"line": "lineW"},
             "dashboard": {
                 "port": 0,
@@ -54,7 +55,7 @@ def test_dashboard_follows_recipe_switches_by_plc_and_from_the_page(
         service.start()
         assert service.broker is not None and service.dashboard_url
         page = open_page(browser, service.dashboard_url, errors)
-        expect(page.get_by_test_id("recipe-name")).to_have_text("pcb")
+        expect(page.get_by_test_id("recipe-name")).to_have_text("pcb-no-reference")
         classes = page.get_by_test_id("recipe-classes")
         expect(classes).to_contain_text("mousebite")
         expect(page.locator("#recipe-switch")).to_be_hidden()  # not logged in
@@ -79,15 +80,15 @@ def test_dashboard_follows_recipe_switches_by_plc_and_from_the_page(
         page.fill("#login-pass", "qa-pass")
         page.click("#login-button")
         expect(page.locator("#recipe-switch")).to_be_visible()
-        page.get_by_test_id("recipe-select").select_option("pcb")
+        page.get_by_test_id("recipe-select").select_option("pcb-no-reference")
         page.get_by_test_id("recipe-apply").click()
         expect(page.get_by_test_id("recipe-message")).to_contain_text("Switched shapes → pcb")
-        expect(page.get_by_test_id("recipe-name")).to_have_text("pcb")
+        expect(page.get_by_test_id("recipe-name")).to_have_text("pcb-no-reference")
         expect(classes).to_contain_text("pin-hole")
         expect(page.get_by_test_id("slider-pin-hole")).to_be_visible()
-        assert service.pipeline is not None and service.pipeline.recipe == "pcb"
+        assert service.pipeline is not None and service.pipeline.recipe == "pcb-no-reference"
         last = service.pipeline.changeover.history[-1]
-        assert (last.previous_recipe, last.recipe, last.source) == ("shapes", "pcb", "dashboard:qa")
+        assert (last.previous_recipe, last.recipe, last.source) == ("shapes", "pcb-no-reference", "dashboard:qa")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "recipe-switch.png"), full_page=True)
         assert not errors, errors

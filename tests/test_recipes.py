@@ -12,9 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import ConfigError, LineConfig, load_config
+from inspector.config import REFERENCE_MODEL, ConfigError, LineConfig, SyntheticConfig, load_config
+from inspector.line import load_reference
 from inspector.palette import PALETTE, class_colours
 from inspector.recipes import check_package, load_package, main, recipe_card
+from inspector.sim import SyntheticLine
+from inspector.sim.changeover import ProductSource, plan_products
 from tests.model_factory import rewrite_metadata
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +37,7 @@ def one_issue(ref: Path) -> str:
     return str(issues[0])
 
 
-@pytest.mark.parametrize("name", ["pcb", "pcb-320"])
+@pytest.mark.parametrize("name", ["pcb", "pcb-no-reference", "pcb-320"])
 def test_shipped_packages_check_clean(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     recipe_name, issues = check_package(REPO / "recipes" / name)
     assert (recipe_name, issues) == (name, [])
@@ -97,6 +100,29 @@ def test_reference_kind_against_the_package(tmp_path: Path, yolov8n_onnx: Path) 
     assert check_package(with_ref)[1] == []
     plain = package(tmp_path / "i", f"model: {yolov8n_onnx}\nreference: {tmp_path / 'golden.png'}\n")
     assert "takes plain images" in one_issue(plain)
+
+
+def test_the_pcb_package_is_its_synthetic_boards_golden_reference(tmp_path: Path) -> None:
+    """`recipes/pcb` (the golden-reference model) ships the defect-free render of its twin's board, and the twin's
+    parts (the demo's changeover line) register to it; a board without the pcb line is an error."""
+    _, recipe = load_package("pcb")
+    assert recipe.synthetic == "pcb" and recipe.synthetic_board == 0 and recipe.reference.image is not None
+    assert recipe.model.path.name == REFERENCE_MODEL.name
+    shipped = cv2.imread(str(recipe.reference.image), cv2.IMREAD_COLOR)
+    size = recipe.part.image_px[0] if recipe.part and recipe.part.image_px else 640
+    render = SyntheticLine(board_seed=recipe.synthetic_board, size=size).reference()
+    # The same board: equal up to the floating point of another CPU's drawing (a grey level here and there).
+    assert shipped.shape == render.shape and np.abs(shipped.astype(int) - render).mean() < 0.5
+    plan = plan_products("pcb", None)
+    source = ProductSource(plan, SyntheticConfig(seed=4))
+    source.open()
+    registrar = load_reference("pcb", recipe.reference)
+    assert registrar is not None
+    for _ in range(3):
+        item = source.read()
+        assert item is not None and registrar.register(item[0]).ok
+    bad = package(tmp_path / "cake", "model: deeppcb-v8n-480-int8.onnx\nsynthetic: mooncake\nsynthetic_board: 3\n")
+    assert "synthetic_board is a board of the synthetic pcb line" in one_issue(bad)
 
 
 def test_bad_fields_each_with_their_line(tmp_path: Path) -> None:

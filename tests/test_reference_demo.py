@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import CameraConfig, SyntheticConfig
+from inspector.config import DEFAULT_MODEL, REFERENCE_MODEL, CameraConfig, SyntheticConfig
 from inspector.demo import demo_config
 from inspector.reference import REFERENCE_DIFF
 from inspector.registration import Registrar
@@ -85,6 +86,24 @@ def test_demo_reference_registers_every_part(reference_model: Path) -> None:
     assert "unregistered" not in done.stderr, "every jittered part registers to the product's reference"
     assert '"parts": 12' in done.stdout.splitlines()[-1]
 
-    # The shipped plain model cannot take a reference: a clear error, not a running line.
-    refused = _demo("--reference", "--parts", "2")
+    # The shipped reference-free model cannot take a reference: a clear error, not a running line.
+    refused = _demo("--reference", "--parts", "2", "--model", str(DEFAULT_MODEL))
     assert refused.returncode == 2 and "is a plain model" in refused.stderr
+    # Nor a reference model go without one.
+    refused = _demo("--reference-free", "--parts", "2", "--model", str(reference_model))
+    assert refused.returncode == 2 and "reference" in refused.stderr, refused.stderr[-2000:]
+
+
+def test_the_demo_runs_the_golden_reference_model_by_default() -> None:
+    """No flags: one board with jitter, registered to its golden reference, the shipped reference model; and
+    `--reference-free` runs the reference-free model on boards that all differ."""
+    done = _demo("--parts", "6", "--rate", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "board 0, jitter" in done.stderr and f"model {REFERENCE_MODEL.name}" in done.stderr, done.stderr[-2000:]
+    assert "unregistered" not in done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["parts"] == 6 and summary["failsafe"] == 0 and summary["plc"]["missing_answers"] == 0
+
+    free = _demo("--reference-free", "--parts", "4", "--rate", "3")
+    assert free.returncode == 0, free.stderr[-3000:]
+    assert f"model {DEFAULT_MODEL.name}" in free.stderr and "jitter" not in free.stderr, free.stderr[-2000:]

@@ -46,6 +46,8 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_demo_from_another_folder(tmp_p
     installed = venv / "share" / "inspector"
     assert (installed / "models" / "deeppcb-v8n-480-int8.onnx").is_file()
     assert (installed / "calibration" / "deeppcb-v8n-480-int8-synthetic.yaml").is_file()
+    assert (installed / "models" / "deeppcb-ref-v8n-480-int8.onnx").is_file()  # the demo's golden-reference model
+    assert (installed / "calibration" / "deeppcb-ref-v8n-480-int8-synthetic.yaml").is_file()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -68,6 +70,7 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_demo_from_another_folder(tmp_p
         check=True,
     ).stdout.split()
     assert where[0].startswith(str(venv)) and where[1] == str(installed / "models" / "deeppcb-v8n-480-int8.onnx")
-    assert "model deeppcb-v8n-480-int8.onnx (int8, CPUExecutionProvider, self-test passed)" in done.stderr
+    assert "model deeppcb-ref-v8n-480-int8.onnx (int8, CPUExecutionProvider, self-test passed)" in done.stderr
+    assert "board 0, jitter" in done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["parts"] == 50 and result["plc"]["missing_answers"] == 0

@@ -18,6 +18,7 @@ from inspector.config.pipeline import PipelineConfig, TriggerConfig
 from inspector.config.plant import MqttConfig, OpcuaConfig, OpcuaUserConfig, SparkplugConfig, TlsConfig
 from inspector.config.product import (
     DEFAULT_MODEL,
+    REFERENCE_MODEL,
     ClassStyle,
     ModelConfig,
     PartGeometry,
@@ -28,6 +29,7 @@ from inspector.config.product import (
 __all__ = [
     "DEFAULT_MODEL",
     "ENV_PREFIX",
+    "REFERENCE_MODEL",
     "CameraConfig",
     "ClassStyle",
     "ConfigError",

@@ -9,12 +9,23 @@ from typing import Literal
 from pydantic import Field
 
 from inspector.config.section import Section
-from inspector.resources import find_model
+from inspector.resources import REFERENCE_MODEL_NAME, find_model
 from inspector.types import Thresholds
 
-__all__ = ["DEFAULT_MODEL", "ClassStyle", "ModelConfig", "PartGeometry", "RecipeConfig", "ReferenceConfig"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "REFERENCE_MODEL",
+    "ClassStyle",
+    "ModelConfig",
+    "PartGeometry",
+    "RecipeConfig",
+    "ReferenceConfig",
+]
 
-DEFAULT_MODEL = find_model()  # the shipped reference model, found on inspector.resources' search path
+DEFAULT_MODEL = find_model()  # the shipped reference-free model, found on inspector.resources' search path
+# The shipped golden-reference model (input: each part beside its registered reference): the PCB recipe's and the
+# demo's; a line runs it only with a `reference.image`.
+REFERENCE_MODEL = find_model(REFERENCE_MODEL_NAME)
 
 
 class ModelConfig(Section):
@@ -99,5 +110,11 @@ class RecipeConfig(Section):
     gate_ms: float | None = Field(None, gt=0, description="this product's gate budget; none: pipeline.gate_ms")
     synthetic: Literal["pcb", "mooncake"] | None = Field(
         None, description="the synthetic line that makes this product (the demo's digital twin)"
+    )
+    synthetic_board: int | None = Field(
+        None,
+        ge=0,
+        description="synthetic pcb line: every part is this board design, placed with jitter (one product with a "
+        "golden reference: `inspector sim folder --board-seed K` writes its reference.png); none: each part its own",
     )
     package: Path | None = Field(None, description="the package folder it was read from (set by the loader)")

@@ -3,8 +3,9 @@ the product the simulated PLC schedules, and the PLC switches the inspector's re
 
 Products are recipe packages (`recipes/<name>/`, `inspector.recipes`) whose `synthetic:` field names the
 synthetic line that makes them (`pcb`: `inspector.sim.SyntheticLine`, `mooncake`: `inspector.sim.mooncake`), so a
-mooncake package drops in with its model. The plan cycles through the products every `every` parts, starting with
-the chosen one.
+mooncake package drops in with its model. A pcb package with `synthetic_board: K` is one board design placed with
+jitter, whose golden reference (the package's `reference.png`) is that board's defect-free render. The plan cycles
+through the products every `every` parts, starting with the chosen one.
 
 At a changeover the line does what a real one does: before the first part of the new product reaches the camera,
 the PLC sends `cmd/recipe` and waits for the inspector's `recipe_switched` event (the conveyor holds the new
@@ -102,13 +103,14 @@ def plan_products(start: str, every: int | None, products: list[str] | None = No
 
 
 def product_config(base: LineConfig, plan: ProductPlan) -> LineConfig:
-    """`base` running the plan's recipe packages, the first one active; its `model`/`thresholds` (recipe
-    `default`) become the first product's, so the two share one loaded model."""
+    """`base` running the plan's recipe packages, the first one active; its `model`/`thresholds`/`reference`
+    (recipe `default`) become the first product's, so the two share one loaded model."""
     data = base.model_dump(mode="json", exclude={"recipes", "recipe_packages", "recipe"})
     first = plan.recipes[plan.products[0]]
     data.update(
         model=first.model.model_dump(mode="json"),
         thresholds=first.thresholds.model_dump(mode="json"),
+        reference=first.reference.model_dump(mode="json"),
         recipe_packages=[str(r.package) for r in plan.recipes.values()],
         recipe=plan.products[0],
     )
@@ -120,8 +122,11 @@ def _line_for(recipe: RecipeConfig, synthetic: SyntheticConfig) -> PartMaker:
         from inspector.sim.mooncake import MooncakeLine
 
         return MooncakeLine(seed=synthetic.seed, defect_rate=synthetic.defect_rate)
+    from inspector.sim.jitter import Jitter
     from inspector.sim.line import SyntheticLine
 
+    if recipe.synthetic_board is not None:  # one board design placed with jitter: its golden render is the reference
+        return SyntheticLine.from_config(synthetic, board_seed=recipe.synthetic_board, jitter=Jitter())
     return SyntheticLine.from_config(synthetic)
 
 
