@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -79,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench(model, source, args)
                 runs.append({**result, "which": name, "round": round_ + 1})
                 print(f"round {round_ + 1} {name:9} {result['fps']:7.1f} images/s", file=sys.stderr, flush=True)
-        shutil.rmtree(frames, ignore_errors=True)
     fps = {name: [r["fps"] for r in runs if r["which"] == name] for name in ("baseline", "reference")}
     median = {name: statistics.median(values) for name, values in fps.items()}
     last_reference = next(r for r in reversed(runs) if r["which"] == "reference")

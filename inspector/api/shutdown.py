@@ -8,14 +8,13 @@ browser then shows the API's state through its own polling). Requests already in
 
 from __future__ import annotations
 
-import json
-
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RETRY_AFTER_S", "ShutdownGuard", "begin_shutdown", "shutting_down"]
 
 RETRY_AFTER_S = 5  # a restarted line (systemd's RestartSec) answers again within a few seconds
-_BODY = json.dumps({"detail": "the line is shutting down"}).encode()
+_BODY = {"detail": "the line is shutting down"}
 _GUARDED = ("/api/", "/metrics")
 
 
@@ -38,15 +37,5 @@ class ShutdownGuard:
         if scope["type"] != "http" or not scope["path"].startswith(_GUARDED) or not shutting_down(scope.get("app")):
             await self.app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_BODY)).encode()),
-                    (b"retry-after", str(RETRY_AFTER_S).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _BODY})
+        answer = JSONResponse(_BODY, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        await answer(scope, receive, send)
