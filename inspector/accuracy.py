@@ -34,6 +34,7 @@ __all__ = [
     "ap_per_class",
     "box_iou",
     "compute_ap",
+    "f1_best_thresholds",
     "inspection_rates",
     "match_predictions",
     "precision_recall_f1",
@@ -204,6 +205,40 @@ def precision_recall_f1(tp: np.ndarray, pred_cls: np.ndarray, target_cls: np.nda
         PRF(int(tp[pred_cls == c].sum()), int((pred_cls == c).sum()), int((target_cls == c).sum())) for c in range(nc)
     ]
     return PRF(int(tp.sum()), len(tp), len(target_cls)), per_class
+
+
+def f1_best_thresholds(
+    tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray, nc: int, floor: float
+) -> np.ndarray:
+    """Per class, the confidence threshold (>= floor) at which that class's box F-score peaks.
+
+    tp: (N,) bool, one IoU criterion's column of `match_predictions` for every detection of a split (at a low
+    score floor); conf (N,); pred_cls (N,); target_cls (M,) all ground-truth classes. Matching is greedy in
+    descending confidence within a class, so dropping a class's weaker detections never changes whether its
+    stronger ones are correct: F at every threshold follows from one sort. Returns (nc,) thresholds, each halfway
+    between the weakest detection kept at the peak and the next weaker one (never on an observed score), or
+    `floor` for a class whose F-score peaks with every detection above the floor kept, or that has no detection.
+    """
+    tp = np.asarray(tp, dtype=bool).reshape(-1)
+    conf = np.asarray(conf, dtype=np.float64).reshape(-1)
+    pred_cls = np.asarray(pred_cls, dtype=np.int64).reshape(-1)
+    target_cls = np.asarray(target_cls, dtype=np.int64).reshape(-1)
+    out = np.full(nc, float(floor))
+    for c in range(nc):
+        mine = (pred_cls == c) & (conf >= floor)
+        n_gt = int((target_cls == c).sum())
+        if not mine.any() or n_gt == 0:
+            continue
+        order = np.argsort(-conf[mine], kind="stable")
+        scores, hits = conf[mine][order], np.cumsum(tp[mine][order])
+        # Only cut between distinct scores: detections of equal score are kept or dropped together.
+        last = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))
+        kept = last + 1
+        f1 = 2 * hits[last] / (kept + n_gt)  # 2PR / (P + R) = 2 TP / (kept + ground truth)
+        k = int(last[int(np.argmax(f1))])  # the first (highest-threshold) peak: fewest boxes for the same F
+        if k + 1 < len(scores):
+            out[c] = max(float(floor), (scores[k] + scores[k + 1]) / 2)
+    return out
 
 
 def rejected(scores: np.ndarray, min_confidence: np.ndarray) -> np.ndarray:

@@ -45,13 +45,21 @@ import cv2
 import numpy as np
 import yaml
 
-from inspector.accuracy import inspection_rates, rejected
-from inspector.evaluate import collect, load_data, load_thresholds, registration_report, scores_matrix
+from inspector.accuracy import DetectionAccumulator, f1_best_thresholds, inspection_rates, rejected
+from inspector.evaluate import (
+    Collected,
+    collect,
+    load_data,
+    load_thresholds,
+    registration_report,
+    scores_matrix,
+)
 from inspector.reference_inputs import add_reference_arguments
 from inspector.types import Thresholds
 
 __all__ = [
     "Calibration",
+    "box_f1_floors",
     "candidate_thresholds",
     "draw_tradeoff",
     "fit_max_escape",
@@ -131,24 +139,28 @@ def _raise_greedily(
     return idx
 
 
-def fit_max_escape(defective: np.ndarray, good: np.ndarray, max_escape: float, floor: float = 0.05) -> Calibration:
+def fit_max_escape(
+    defective: np.ndarray, good: np.ndarray, max_escape: float, floor: float | np.ndarray = 0.05
+) -> Calibration:
     """Greedy per-class thresholds: escapes <= max_escape of the defective images, fewest false rejects.
 
-    defective: (n_def, nc) class scores of defective images; good: (n_good, nc) of defect-free images.
-    Two starts, the better result kept (fewer false rejects, then fewer escapes, then the first): every class at
-    the floor, and every class at (the candidate just below) the best single threshold shared by all classes, so
-    the result is never worse than one shared threshold.
+    defective: (n_def, nc) class scores of defective images; good: (n_good, nc) of defect-free images; floor:
+    one floor for every class, or (nc,) floors (`--box-f1`). Two starts, the better result kept (fewer false
+    rejects, then fewer escapes, then the first): every class at its floor, and every class at (the candidate just
+    below) the best single threshold shared by all classes, or its floor when that is higher, so the result is
+    never worse than one shared threshold.
     """
     nc = defective.shape[1]
-    cands = [candidate_thresholds(np.concatenate([defective[:, c], good[:, c]]), floor) for c in range(nc)]
+    floors = np.broadcast_to(np.asarray(floor, dtype=np.float64), (nc,))
+    cands = [candidate_thresholds(np.concatenate([defective[:, c], good[:, c]]), floors[c]) for c in range(nc)]
     budget = int(np.floor(max_escape * len(defective) + 1e-9))
-    starts = [np.zeros(nc, int)]  # the fewest escapes this floor allows
-    shared = sweep_global(defective, good, floor, steps=1001)
+    starts = [np.zeros(nc, int)]  # the fewest escapes these floors allow
+    shared = sweep_global(defective, good, float(floors.min()), steps=1001)
     fits = shared[np.floor(shared[:, 1] * len(defective) + 1e-9) <= budget]
     if len(fits):
         t_shared = fits[-1, 0]  # the highest shared threshold within budget: fewest false rejects
         # The highest candidate <= t_shared rejects everything t_shared does (no score lies between them).
-        starts.append(np.array([int(np.searchsorted(cands[c], t_shared, side="right")) - 1 for c in range(nc)]))
+        starts.append(np.array([max(0, int(np.searchsorted(cands[c], t_shared, side="right")) - 1) for c in range(nc)]))
     best: Calibration | None = None
     for start in starts:
         idx = _raise_greedily(defective, good, cands, start, budget)
@@ -209,6 +221,24 @@ def fit_max_false_reject(
     t = np.array([cands[c][idx[c]] for c in range(nc)])
     fr_rate = float(rejected(good, t).mean()) if n else 0.0
     return Calibration(t, float("nan"), fr_rate, feasible=fr_rate <= max_false_reject + 1e-12)
+
+
+def box_f1_floors(collected: Collected, floor: float) -> np.ndarray:
+    """(nc,) per class the threshold (>= floor) at which its box F-score on the collected split peaks, under the
+    criterion `inspector eval` reports P/R/F with (class match, IoU > 0.33; `inspector.accuracy`)."""
+    acc = DetectionAccumulator(nc=len(collected.names))
+    tp = [
+        acc.add(d.xyxy, d.confidence, d.class_id, *gt)[1]
+        for d, gt in zip(collected.detections, collected.gt, strict=True)
+    ]
+    return f1_best_thresholds(
+        np.concatenate(tp) if tp else np.zeros(0, bool),
+        np.concatenate(acc.conf) if acc.conf else np.zeros(0),
+        np.concatenate(acc.pred_cls) if acc.pred_cls else np.zeros(0, np.int64),
+        np.concatenate(acc.target_cls) if acc.target_cls else np.zeros(0, np.int64),
+        len(collected.names),
+        floor,
+    )
 
 
 def sweep_global(defective: np.ndarray, good: np.ndarray, floor: float, steps: int = 200) -> np.ndarray:
@@ -341,12 +371,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--margin", type=float, default=0.01, help="--max-false-reject: room above a good image's score (0.01)"
     )
+    parser.add_argument(
+        "--box-f1",
+        action="store_true",
+        help="--max-escape: raise each class's floor to where its box F-score on the split peaks (as `inspector "
+        "eval` counts P/R/F), then fit the escape target above those floors; kept only where the target still holds",
+    )
     parser.add_argument("--conf", type=float, default=0.001, help="detector score floor of the pass (0.001)")
+    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU of the pass: the line's model.iou (0.7)")
     parser.add_argument("--batch", type=int, help="images per inference call")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its choice)")
     add_reference_arguments(parser)
     args = parser.parse_args(argv)
+    if args.box_f1 and args.max_escape is None:
+        print("inspector calibrate: --box-f1 goes with --max-escape (it needs labelled images)", file=sys.stderr)
+        return 2
     rate = args.max_escape if args.max_escape is not None else args.max_false_reject
+    box_f1: dict[str, Any] | None = None
     if not 0.0 <= rate < 1.0 or not 0.0 < args.floor < 1.0 or args.conf > args.floor:
         print(
             "inspector calibrate: the target must be in [0, 1), the floor in (0, 1) and --conf <= --floor",
@@ -362,6 +403,7 @@ def main(argv: list[str]) -> int:
             args.model,
             data,
             conf=args.conf,
+            iou=args.iou,
             batch=args.batch,
             threads=args.threads,
             reference=args.reference,
@@ -377,6 +419,12 @@ def main(argv: list[str]) -> int:
             print("inspector calibrate: --max-escape needs defective (labelled) images", file=sys.stderr)
             return 1
         fit = fit_max_escape(defective, good, args.max_escape, args.floor)
+        if args.box_f1:
+            f1_floors = box_f1_floors(collected, args.floor)
+            f1_fit = fit_max_escape(defective, good, args.max_escape, f1_floors)
+            box_f1 = {"floors": {names[c]: round(float(f1_floors[c]), 6) for c in names}, "used": f1_fit.feasible}
+            if f1_fit.feasible:  # escapes come first: floors that break the target are not used
+                fit = f1_fit
         goal: tuple[str, float] = ("escape", args.max_escape)
     else:
         if not len(good):
@@ -392,7 +440,9 @@ def main(argv: list[str]) -> int:
     feasible = (esc <= goal[1] + 1e-12) if goal[0] == "escape" else (fr <= goal[1] + 1e-12)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     header = [
-        f"inspector calibrate {when}: {goal[0].replace('_', '-')} <= {goal[1]:g}, floor {args.floor:g}",
+        f"inspector calibrate {when}: {goal[0].replace('_', '-')} <= {goal[1]:g}, floor {args.floor:g}"
+        + ("" if box_f1 is None else f", box-F floors {'used' if box_f1['used'] else 'not used (target broken)'}")
+        + f", NMS IoU {args.iou:g}",
         f"model {args.model.name} sha256 {collected.sha256}",
         f"data {data.source} split {args.split}: {len(defective)} defective, {len(good)} defect-free images",
         f"on those images: escape rate {esc:.4f}, false-reject rate {fr:.4f}"
@@ -421,6 +471,8 @@ def main(argv: list[str]) -> int:
             "data": data.source,
             "target": {goal[0]: goal[1]},
             "floor": args.floor,
+            "box_f1": box_f1,
+            "iou": args.iou,
             "feasible": bool(feasible),
             "escape_rate": None if np.isnan(esc) else round(esc, 5),
             "false_reject_rate": round(fr, 5),

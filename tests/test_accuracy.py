@@ -12,6 +12,7 @@ from inspector.accuracy import (
     ap_per_class,
     box_iou,
     compute_ap,
+    f1_best_thresholds,
     inspection_rates,
     match_predictions,
     precision_recall_f1,
@@ -143,6 +144,27 @@ def test_precision_recall_f1_pooled_and_per_class() -> None:
     assert per_class[0].precision == pytest.approx(2 / 3) and per_class[0].recall == pytest.approx(2 / 3)
     assert per_class[1].f1 == pytest.approx(2 * 1.0 * 0.5 / 1.5)
     assert per_class[2].f1 == 0.0 and per_class[2].precision == 0.0  # nothing predicted, nothing to find
+
+
+def test_f1_best_thresholds_by_hand() -> None:
+    # Class 0, 3 gt; detections by score: 0.9 TP, 0.8 TP, 0.6 FP, 0.5 TP, 0.3 FP.
+    #   keep 1: F = 2*1/(1+3) = 0.5; keep 2: 4/5 = 0.8; keep 3: 4/6; keep 4: 6/7 = 0.857 (peak); keep 5: 6/8.
+    #   The cut lies halfway between 0.5 (the weakest kept) and 0.3: 0.4.
+    # Class 1, 1 gt; 0.7 TP, 0.65 FP, 0.2 FP (under the floor): peak with one box kept, cut at 0.675.
+    # Class 2: detections but no ground truth; class 3: nothing at all: both stay at the floor.
+    tp = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0], bool)
+    conf = np.array([0.9, 0.8, 0.6, 0.5, 0.3, 0.7, 0.65, 0.2, 0.95])
+    pred_cls = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2])
+    target_cls = np.array([0, 0, 0, 1])
+    got = f1_best_thresholds(tp, conf, pred_cls, target_cls, nc=4, floor=0.25)
+    np.testing.assert_allclose(got, [0.4, 0.675, 0.25, 0.25])
+    # A peak with every detection above the floor kept: the floor itself.
+    assert f1_best_thresholds(tp[:4], conf[:4], pred_cls[:4], np.array([0, 0, 0, 0]), nc=1, floor=0.1)[0] == 0.1
+    # Equal scores are cut together. 2 gt; a TP at 0.9, then a TP and an FP both at 0.6.
+    tie = f1_best_thresholds(
+        np.array([1, 1, 0], bool), np.array([0.9, 0.6, 0.6]), np.zeros(3, int), np.zeros(2, int), nc=1, floor=0.05
+    )
+    assert tie[0] == 0.05  # keep 1: F 2/3; keep all 3 (the tie together): 4/5, the peak, so the floor
 
 
 def test_rejected_and_inspection_rates() -> None:

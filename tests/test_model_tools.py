@@ -352,6 +352,26 @@ def test_calibrate_max_escape(chain: Chain, capsys: pytest.CaptureFixture[str]) 
         assert report["inspection"]["escapes"] <= 1  # 0.34 of 3 defective images
 
 
+def test_calibrate_box_f1_floors(chain: Chain, capsys: pytest.CaptureFixture[str]) -> None:
+    """--box-f1: per-class floors where the box F-score peaks; the thresholds never sit under them when used."""
+    from inspector.calibrate import box_f1_floors
+    from inspector.evaluate import collect, load_data
+
+    out = chain.root / "cal" / "f1.yaml"
+    argv = ["calibrate", str(chain.fp32), str(chain.data), "--max-escape", "0.34", "--floor", "0.001"]
+    rc = cli([*argv, "--box-f1", "--iou", "0.5", "-o", str(out)])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == (0 if summary["feasible"] else 3) and summary["iou"] == 0.5
+    floors = summary["box_f1"]["floors"]
+    expected = box_f1_floors(collect(chain.fp32, load_data(chain.data), conf=0.001, iou=0.5), 0.001)
+    assert list(floors.values()) == pytest.approx(list(expected), abs=1e-6)
+    if summary["box_f1"]["used"]:
+        assert all(summary["min_confidence"][n] >= floors[n] - 1e-6 for n in floors)
+    assert "NMS IoU 0.5" in out.read_text().splitlines()[0]
+    # It needs labelled images: not with --max-false-reject.
+    assert cli(["calibrate", str(chain.fp32), str(chain.data), "--max-false-reject", "0.1", "--box-f1"]) == 2
+
+
 def test_calibrate_max_false_reject(chain: Chain, capsys: pytest.CaptureFixture[str]) -> None:
     from inspector.types import Thresholds
 
