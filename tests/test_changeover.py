@@ -335,10 +335,10 @@ def bearer(client: httpx.Client, user: str, password: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------------- the demo
 def test_demo_changeover_switches_products_and_every_verdict_has_the_product_s_recipe() -> None:
-    """`inspector demo --changeover 10 --parts 40`: the simulated PLC switches the two PCB packages every 10 parts,
-    the line follows; no part missing or late, each verdict's recipe is its part's product, no model loaded on a
-    switch, the switch times reported."""
-    proc = demo("--changeover", "10", "--products", "pcb,pcb-320", "--parts", "40", "--rate", "8", "--port", "0")
+    """`inspector demo --changeover 10 --parts 40`: the simulated PLC switches between the PCB and the mooncake
+    packages every 10 parts, the synthetic line follows from one product to the other; no part missing or late,
+    each verdict's recipe is its part's product, no model loaded on a switch, the switch times reported."""
+    proc = demo("--changeover", "10", "--products", "pcb,mooncake", "--parts", "40", "--rate", "8", "--port", "0")
     try:
         stdout, stderr = proc.communicate(timeout=300)
     finally:
@@ -347,9 +347,9 @@ def test_demo_changeover_switches_products_and_every_verdict_has_the_product_s_r
     result = last_json(stdout)
     plc, day = result["plc"], result["changeover"]
     assert result["parts"] == 40 and plc["parts"] == 40 and plc["missing_answers"] == 0 and plc["late_answers"] == 0
-    assert result["product"] == "pcb" and day["products"] == ["pcb", "pcb-320"] and day["every"] == 10
+    assert result["product"] == "pcb" and day["products"] == ["pcb", "mooncake"] and day["every"] == 10
     assert day["checked"] == 40 and day["recipe_mismatches"] == 0
-    assert day["parts_by_recipe"] == {"pcb": 20, "pcb-320": 20}
+    assert day["parts_by_recipe"] == {"pcb": 20, "mooncake": 20}
     assert day["switches"] == 3 and day["model_loads"] == 0 and 0 <= day["switch_ms_max"] < 1000
 
 

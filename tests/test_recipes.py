@@ -51,6 +51,21 @@ def test_shipped_packages_check_clean(name: str, capsys: pytest.CaptureFixture[s
     assert "OK: recipe " + name in capsys.readouterr().out
 
 
+def test_the_mooncake_package_checks_clean() -> None:
+    """The second product (issue 16): its own model, classes in the model's order, thresholds the detector floor
+    does not hide, the synthetic mooncake line, no golden reference."""
+    from inspector.sim.mooncake import MOONCAKE_NAMES
+
+    assert check_package(REPO / "recipes" / "mooncake") == ("mooncake", [])
+    _, recipe = load_package("mooncake")
+    assert recipe.model.path.name == "mooncake-v8n-384-int8.onnx" and recipe.model.path.parent.name == "models"
+    assert recipe.model.fallback is not None and recipe.model.fallback.name == "mooncake-v8n-384.onnx"
+    assert [c.name for c in recipe.classes or []] == list(MOONCAKE_NAMES.values())
+    assert sorted(recipe.thresholds.classes) == sorted(MOONCAKE_NAMES.values())
+    assert all(recipe.model.conf <= r.min_confidence for r in recipe.thresholds.classes.values())
+    assert recipe.synthetic == "mooncake" and recipe.reference.image is None
+
+
 def test_missing_model_file_is_one_error_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ref = package(tmp_path / "board", "description: a board\nmodel: no-such-model.onnx\nthresholds: {version: 2}\n")
     text = one_issue(ref)
