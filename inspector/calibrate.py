@@ -17,6 +17,12 @@ any class's score reaches its threshold, exactly as `inspector.decide` does.
   good image (no false reject); then, while the budget holds, the class whose next step down lowers its threshold
   the most per false reject added moves down (steps that add none first).
 
+--box-f1 (with --max-escape): first, per class, the threshold at which its box F-score on the split peaks
+  (`inspector.accuracy.f1_best_thresholds`, the criterion `inspector eval` counts P/R/F with); those become the
+  classes' floors and the escape fit runs above them. Where the escape target cannot hold above them, the plain fit
+  is kept and the summary says so (`box_f1.used`). For a line whose reports count boxes, not only verdicts.
+--iou: the NMS IoU of the detection pass; give the line's `model.iou`, so the calibrator sees the boxes the line will.
+
 With --max-escape, thresholds sit halfway between adjacent observed scores (never on one), so that a score a hair
 away on another machine does not flip a decision; with --max-false-reject, `--margin` above the good score they
 must pass. None is below `--floor` (a detection that weak is noise the sample cannot vouch for), and 1.0 means
@@ -388,9 +394,10 @@ def main(argv: list[str]) -> int:
         return 2
     rate = args.max_escape if args.max_escape is not None else args.max_false_reject
     box_f1: dict[str, Any] | None = None
-    if not 0.0 <= rate < 1.0 or not 0.0 < args.floor < 1.0 or args.conf > args.floor:
+    if not 0.0 <= rate < 1.0 or not 0.0 < args.floor < 1.0 or args.conf > args.floor or not 0.0 < args.iou <= 1.0:
         print(
-            "inspector calibrate: the target must be in [0, 1), the floor in (0, 1) and --conf <= --floor",
+            "inspector calibrate: the target must be in [0, 1), the floor in (0, 1), --conf <= --floor and --iou in "
+            "(0, 1]",
             file=sys.stderr,
         )
         return 2

@@ -368,8 +368,9 @@ def test_calibrate_box_f1_floors(chain: Chain, capsys: pytest.CaptureFixture[str
     if summary["box_f1"]["used"]:
         assert all(summary["min_confidence"][n] >= floors[n] - 1e-6 for n in floors)
     assert "NMS IoU 0.5" in out.read_text().splitlines()[0]
-    # It needs labelled images: not with --max-false-reject.
+    # It needs labelled images: not with --max-false-reject. An NMS IoU outside (0, 1] is refused.
     assert cli(["calibrate", str(chain.fp32), str(chain.data), "--max-false-reject", "0.1", "--box-f1"]) == 2
+    assert cli([*argv, "--iou", "0"]) == 2
 
 
 def test_calibrate_max_false_reject(chain: Chain, capsys: pytest.CaptureFixture[str]) -> None:
