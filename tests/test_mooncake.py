@@ -266,6 +266,15 @@ def test_cli_writes_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = json.loads(capsys.readouterr().out)
     assert out["train"] == 2 and out["val"] == 2 and out["defective"] == 4
     assert len(list((tmp_path / "d" / "images").glob("*/*.jpg"))) == 4
+    # --image-ext png: the frames exactly as the line hands them on (the demo does not JPEG-compress them).
+    argv[1] = str(tmp_path / "p")
+    assert main([*argv, "--size", "160", "--image-ext", "png"]) == 0
+    capsys.readouterr()
+    line = MooncakeLine(seed=2, defect_rate=1, size=160)
+    pngs = sorted((tmp_path / "p" / "images").glob("*/*.png"))
+    assert len(pngs) == 4 and not list((tmp_path / "p" / "images").glob("*/*.jpg"))
+    index = int(pngs[0].stem.split("_")[-1])
+    assert np.array_equal(cv2.imread(str(pngs[0])), line.make_part(index).image)
 
 
 def test_write_folder_reads_back_as_a_folder_source(tmp_path: Path) -> None:

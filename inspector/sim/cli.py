@@ -49,6 +49,12 @@ def line_parser(
     p.add_argument("-n", type=int, default=500)
     p.add_argument("--defect-rate", type=float, default=0.5)
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--image-ext",
+        choices=["jpg", "png"],
+        default="jpg",
+        help="image files: jpg (quality 95, as DeepPCB's) or png (the frames exactly as the line hands them on)",
+    )
     p = sub.add_parser("folder", parents=[common], help="write good/ and bad/ images with truth.json")
     p.add_argument("out", type=Path)
     p.add_argument("-n", type=int, default=100)
@@ -83,7 +89,9 @@ def standard_actions(
     """`dataset`, `folder` and `bench` for a line's writers and its class (called with seed, defect rate, size)."""
 
     def dataset(args: argparse.Namespace) -> dict[str, Any]:
-        counts = write_dataset(args.out, args.n, args.seed, args.defect_rate, args.val_fraction, args.size)
+        counts = write_dataset(
+            args.out, args.n, args.seed, args.defect_rate, args.val_fraction, args.size, image_ext=args.image_ext
+        )
         return {"out": str(args.out), **counts}
 
     def folder(args: argparse.Namespace) -> dict[str, Any]:
