@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         assert ok
         jpeg = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
         raw_dets, jpeg_dets = detector.detect([part.image, jpeg], conf=0.05)
-        rejected = [decide(d, thresholds, dict(MOONCAKE_NAMES)).rejected for d in (raw_dets, jpeg_dets)]
+        rejected = [decide(d, thresholds, MOONCAKE_NAMES).rejected for d in (raw_dets, jpeg_dets)]
         if len(part.class_ids):
             counts["defective"] += 1
             counts["esc_raw"] += not rejected[0]

@@ -276,7 +276,8 @@ def inspection_rates(
 class DetectionAccumulator:
     """Collects per-image matches for a data set, then gives AP tables and operating-point counts.
 
-    `add` once per image; `result` for mAP@0.5, mAP@0.5:0.95 and the DeepPCB AP (IoU > 0.33).
+    `add` once per image; `result` for mAP@0.5, mAP@0.5:0.95 and the DeepPCB AP (IoU > 0.33); `deeppcb_matches`
+    for the pooled matches under the DeepPCB criterion.
     """
 
     nc: int
@@ -312,6 +313,16 @@ class DetectionAccumulator:
 
     def _cat(self, parts: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(shape, dtype)
+
+    def deeppcb_matches(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every detection added so far, pooled: (DeepPCB-criterion tp (N,) bool, conf (N,), pred_cls (N,)) and
+        all ground-truth classes (M,), as `precision_recall_f1` and `f1_best_thresholds` take them."""
+        return (
+            self._cat(self.tp_deeppcb, (0, 1), bool)[:, 0],
+            self._cat(self.conf, (0,), np.float64),
+            self._cat(self.pred_cls, (0,), np.int64),
+            self._cat(self.target_cls, (0,), np.int64),
+        )
 
     def result(self) -> tuple[APResult, APResult]:
         """(COCO-threshold APs (nc, 10), DeepPCB APs (nc, 1))."""

@@ -233,18 +233,9 @@ def box_f1_floors(collected: Collected, floor: float) -> np.ndarray:
     """(nc,) per class the threshold (>= floor) at which its box F-score on the collected split peaks, under the
     criterion `inspector eval` reports P/R/F with (class match, IoU > 0.33; `inspector.accuracy`)."""
     acc = DetectionAccumulator(nc=len(collected.names))
-    tp = [
-        acc.add(d.xyxy, d.confidence, d.class_id, *gt)[1]
-        for d, gt in zip(collected.detections, collected.gt, strict=True)
-    ]
-    return f1_best_thresholds(
-        np.concatenate(tp) if tp else np.zeros(0, bool),
-        np.concatenate(acc.conf) if acc.conf else np.zeros(0),
-        np.concatenate(acc.pred_cls) if acc.pred_cls else np.zeros(0, np.int64),
-        np.concatenate(acc.target_cls) if acc.target_cls else np.zeros(0, np.int64),
-        len(collected.names),
-        floor,
-    )
+    for dets, gt in zip(collected.detections, collected.gt, strict=True):
+        acc.add(dets.xyxy, dets.confidence, dets.class_id, *gt)
+    return f1_best_thresholds(*acc.deeppcb_matches(), len(collected.names), floor)
 
 
 def sweep_global(defective: np.ndarray, good: np.ndarray, floor: float, steps: int = 200) -> np.ndarray:
