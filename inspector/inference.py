@@ -68,7 +68,7 @@ def register_batch(reference: FrameRegistrar, images: Sequence[np.ndarray]) -> l
     out: list[np.ndarray | Unregistered] = []
     for image in images:
         result = reference.register(image)
-        out.append(reference_composite(image, result.reference) if result.ok else result)
+        out.append(reference_composite(result.frame, result.reference) if result.ok else result)
     return out
 
 

@@ -119,7 +119,7 @@ class References:
         result = registrar.register(image)
         if not result.ok:
             raise NotRegistered(reference, result)
-        return reference_composite(image, result.reference), result
+        return reference_composite(result.frame, result.reference), result
 
 
 def is_pair_reference(path: str | Path) -> bool:

@@ -6,7 +6,10 @@ the Hessians. `register(frame)` then finds the motion that maps the reference on
 inverse-compositional Lucas-Kanade (Baker & Matthews 2004): the reference is the template, so its gradients and
 Hessian never change and one iteration costs one sparse warp of the frame plus a (parameters x points) product.
 Each iteration matches the frame's brightness to the reference's (gain and offset over the textured pixels), so
-lighting drift does not bias the motion.
+lighting drift does not bias the motion. The points live in a grid that OpenCV moves (`cv2.transform`) and samples
+(`cv2.remap`) in one call each; while every point stays inside the frame (their bounding box decides), the Hessian
+and the reference's share of each update are constants of the level, and an iteration is a handful of vector
+operations (points leaving the frame drop out, with the Hessian of those that stay).
 
 Motion models: `rigid` (shift and rotation: a part on a fixture or a conveyor, the default), `similarity` (plus a
 uniform scale: camera distance drift) and `affine` (plus a different scale a side and shear: flatbed scans such as
@@ -52,6 +55,8 @@ __all__ = [
 # Textured pixels used on the full and the half level: plenty for sub-pixel accuracy, a bounded cost a frame.
 MAX_POINTS = (20_000, 6_000)
 _BLUR_SIGMA = 1.0  # smooths binarised edges so that the linearisation holds over about a pixel
+_BLUR_KERNEL = cv2.getGaussianKernel(9, _BLUR_SIGMA, cv2.CV_32F)  # GaussianBlur's own size for this sigma
+_GRID_COLS = 1024  # tracked points per row of a level's grid (cv2.remap wants maps under 32767 a side)
 _ITERATIONS = (40, 20)  # most iterations on the coarse, then the full level
 _STEP_DONE_PX = 0.005  # an update moving no point by more than this (at full resolution) has converged
 _MIN_TEXTURE = 200  # textured pixels the reference must have on every level
@@ -108,7 +113,8 @@ class Registered:
 
     warp: 2x3 float64, reference pixel -> frame pixel (`cv2.warpAffine(reference, warp, size)` puts the reference
     on the frame's grid); reference: that resampled reference, HxW uint8 grey, the frame's size;
-    correlation: the acceptance score; ms: time the registration took.
+    correlation: the acceptance score; ms: time the registration took; frame: the frame in grey (HxW uint8, the
+    frame itself when it was grey), so that the composite need not convert it again.
     """
 
     warp: np.ndarray
@@ -116,6 +122,7 @@ class Registered:
     motion: Motion
     correlation: float
     ms: float
+    frame: np.ndarray
     ok: Literal[True] = True
 
 
@@ -140,50 +147,129 @@ class _Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class _Points:
+    """Pixels of one pyramid level sampled together, in centred coordinates: x, y (n,) float32, also padded
+    row-major into a (rows, _GRID_COLS, 2) grid of (x, y) with copies of the first point, so that one cv2.transform
+    moves them and one cv2.remap samples them, without a copy (the first n samples are the points').
+    box: their bounding box (left, top, right, bottom); radius: the largest |x| or |y|, how far a linear change of
+    the warp moves a point at most."""
+
+    x: np.ndarray
+    y: np.ndarray
+    grid: np.ndarray
+    box: tuple[float, float, float, float]
+    radius: float
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> _Points:
+        rows = -(-len(x) // _GRID_COLS)
+        grid = np.empty((rows * _GRID_COLS, 2), np.float32)
+        grid[:] = x[0], y[0]
+        grid[: len(x), 0], grid[: len(y), 1] = x, y
+        return cls(
+            x=x,
+            y=y,
+            grid=grid.reshape(rows, _GRID_COLS, 2),
+            box=(float(x.min()), float(y.min()), float(x.max()), float(y.max())),
+            radius=float(max(np.abs(x).max(), np.abs(y).max())),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    def where(self, warp: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+        """The points under `warp` (3x3, centred coordinates) in the pixel coordinates of an image centred on
+        `centre`: a (rows, _GRID_COLS, 2) float32 map of (x, y), padding included, as cv2.remap takes it."""
+        moved = warp[:2].copy()
+        moved[:, 2] += centre
+        return cv2.transform(self.grid, moved)
+
+    def all_inside(self, warp: np.ndarray, centre: tuple[float, float], shape: tuple[int, ...]) -> bool:
+        """Whether every point lands inside an image of `shape` under `warp`: an affine map takes the points'
+        hull inside the image of their bounding box, so the box's four corners decide."""
+        (a, b, tx), (c, d, ty) = warp[:2].tolist()
+        tx, ty = tx + centre[0], ty + centre[1]
+        left, top, right, bottom = self.box
+        for x, y in ((left, top), (right, top), (left, bottom), (right, bottom)):
+            u, v = a * x + b * y + tx, c * x + d * y + ty
+            if not (0 <= u <= shape[1] - 1 and 0 <= v <= shape[0] - 1):
+                return False
+        return True
+
+    def inside(self, where: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """(n,) bool: which of the points, at `where`'s map, lie inside an image of `shape`."""
+        x, y = where[..., 0].reshape(-1)[: self.n], where[..., 1].reshape(-1)[: self.n]
+        return (x >= 0) & (x <= shape[1] - 1) & (y >= 0) & (y <= shape[0] - 1)
+
+
+def _sample(image: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:
+    """(n,) float32 bilinear samples of `image` at the first n points of a `_Points.where` map (0 outside)."""
+    return cv2.remap(image, where, None, cv2.INTER_LINEAR).reshape(-1)[:n]
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    """Textured pixels of the reference's coarse level and their values (zero mean), for the acceptance score."""
+
+    points: _Points
+    values: np.ndarray  # (n,) float32, zero mean
+    norm: float  # |values|
+
+    @classmethod
+    def of(cls, points: _Points, values: np.ndarray) -> _Band:
+        centred = (values - values.mean()).astype(np.float32)
+        return cls(points, centred, math.sqrt(float(np.einsum("i,i->", centred, centred))))
+
+    def correlation(self, image: np.ndarray, warp: np.ndarray, centre: tuple[float, float]) -> float:
+        """Zero-mean normalised correlation of `image` under `warp` (centred coordinates of the level) with the
+        reference on these pixels (those that stay inside the image)."""
+        where = self.points.where(warp, centre)
+        sampled = _sample(image, where, self.points.n)
+        if self.points.all_inside(warp, centre, image.shape):
+            # the values have zero mean: sum((s - mean(s)) * v) = sum(s * v)
+            centred = sampled - np.float32(sampled.mean())
+            denom = math.sqrt(float(np.einsum("i,i->", centred, centred))) * self.norm
+            return float(np.einsum("i,i->", sampled, self.values)) / denom if denom > 0 else 0.0
+        inside = self.points.inside(where, image.shape)
+        return _zncc(sampled[inside].astype(np.float64), self.values[inside].astype(np.float64))
+
+
+@dataclass(frozen=True, slots=True)
 class _Level:
     """The reference at one pyramid level (coordinates relative to the level's centre pixel)."""
 
     factor: float  # full-resolution pixels per pixel of this level
     centre: tuple[float, float]
-    x: np.ndarray  # (n,) float32: the textured points used for tracking
-    y: np.ndarray
-    values: np.ndarray  # (n,) float32, zero mean, unit std
+    points: _Points  # the textured points used for tracking
+    values: np.ndarray  # (n,) float32 at the points, zero mean, unit std
     sd: np.ndarray  # (k, n) float32: one steepest-descent image a parameter
+    sd_values: np.ndarray  # (k,) float64: sd @ values, constant for the level
     hessian: np.ndarray  # (k, k) float64, damped (see `_damping`)
     hessian_inv: np.ndarray
-    band: tuple[np.ndarray, np.ndarray, np.ndarray]  # every textured pixel: (x, y, value), for the correlation
+    band: _Band  # every textured pixel, for the correlation
 
 
 def _pyramid(image: np.ndarray) -> list[np.ndarray]:
-    """[full, half] float32 blurred greys."""
-    full = cv2.GaussianBlur(image.astype(np.float32), (0, 0), _BLUR_SIGMA)
+    """[full, half] float32 blurred greys of a uint8 grey `image`."""
+    # the separable filter reads the uint8 image directly: the same values as GaussianBlur of a float32 copy
+    full = cv2.sepFilter2D(image, cv2.CV_32F, _BLUR_KERNEL, _BLUR_KERNEL, borderType=cv2.BORDER_REFLECT_101)
     return [full, cv2.pyrDown(full)]
-
-
-def _affine(warp: np.ndarray, x: np.ndarray, y: np.ndarray, shift: tuple[float, float]) -> tuple[np.ndarray, ...]:
-    """(x, y) under the 3x3 `warp`'s linear part and translation, plus `shift`: float32 arrays."""
-    (a, b, tx), (c, d, ty) = (float(v) for v in warp[0]), (float(v) for v in warp[1])
-    return a * x + b * y + (tx + shift[0]), c * x + d * y + (ty + shift[1])
 
 
 def _shift(dx: float, dy: float) -> np.ndarray:
     return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], float)
 
 
-def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples of `image` at the points (x, y), float32 (cv2.remap wants maps under 32767 a side)."""
-    n = len(x)
-    cols = 1024
-    rows = -(-n // cols)
-    mx = np.zeros(rows * cols, np.float32)
-    my = np.zeros(rows * cols, np.float32)
-    mx[:n], my[:n] = x, y
-    out = cv2.remap(image, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR)
-    return out.reshape(-1)[:n]
-
-
-def _inside(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return (x >= 0) & (x <= shape[1] - 1) & (y >= 0) & (y <= shape[0] - 1)
+def _inverse(delta: np.ndarray) -> np.ndarray | None:
+    """The inverse of an affine 3x3 (last row 0, 0, 1) in closed form (np.linalg.inv costs more than the rest of a
+    small step), None when it is singular."""
+    (a, b, tx), (c, d, ty) = delta[:2].tolist()
+    det = a * d - b * c
+    if not math.isfinite(det) or abs(det) < 1e-12:
+        return None
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)], [0.0, 0.0, 1.0]])
 
 
 def _zncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -229,10 +315,12 @@ def _damping(hessian: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _motion(warp: np.ndarray) -> Motion:
-    linear = warp[:2, :2]
-    low, high = (float(s) for s in sorted(np.linalg.svd(linear, compute_uv=False)))
-    angle = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
-    return Motion(float(warp[0, 2]), float(warp[1, 2]), angle, (low + high) / 2, (low, high))
+    (a, b, tx), (c, d, ty) = warp[:2].tolist()
+    # the singular values of [[a, b], [c, d]] in closed form: q + r and |q - r|
+    q, r = math.hypot(a + d, c - b) / 2, math.hypot(a - d, c + b) / 2
+    low, high = abs(q - r), q + r
+    angle = math.degrees(math.atan2(c - b, a + d))
+    return Motion(tx, ty, angle, (low + high) / 2, (low, high))
 
 
 class Registrar:
@@ -270,24 +358,25 @@ class Registrar:
                 f"the reference ({self.shape[1]}x{self.shape[0]}) has too little texture to register against "
                 f"({len(xs)} textured pixels at 1/{int(factor)} scale)"
             )
-        band = (xs.astype(np.float32) - cx, ys.astype(np.float32) - cy, image[ys, xs])
+        band = _Band.of(_Points.of(xs.astype(np.float32) - cx, ys.astype(np.float32) - cy), image[ys, xs])
         if len(xs) > most:  # keep the strongest: they carry most of the information
             keep = np.argpartition(magnitude[ys, xs], -most)[-most:]
             ys, xs = ys[keep], xs[keep]
-        x, y = xs.astype(np.float32) - cx, ys.astype(np.float32) - cy
+        points = _Points.of(xs.astype(np.float32) - cx, ys.astype(np.float32) - cy)
         values = image[ys, xs]
         std = float(values.std()) or 1.0
-        sd = _jacobian(self.model, gx[ys, xs] / std, gy[ys, xs] / std, x, y)
+        sd = _jacobian(self.model, gx[ys, xs] / std, gy[ys, xs] / std, points.x, points.y)
         sd64 = sd.astype(np.float64)
         hessian = np.einsum("kn,ln->kl", sd64, sd64)
-        hessian += np.diag(_damping(hessian, float(max(np.abs(x).max(), np.abs(y).max()))))
+        hessian += np.diag(_damping(hessian, points.radius))
+        normalised = ((values - values.mean()) / std).astype(np.float32)
         return _Level(
             factor=factor,
             centre=(cx, cy),
-            x=x,
-            y=y,
-            values=((values - values.mean()) / std).astype(np.float32),
+            points=points,
+            values=normalised,
             sd=sd,
+            sd_values=sd64 @ normalised.astype(np.float64),
             hessian=hessian,
             hessian_inv=np.linalg.inv(hessian),
             band=band,
@@ -307,12 +396,12 @@ class Registrar:
         pyramid = _pyramid(image)
         best = self._from(pyramid, (0.0, 0.0), start)
         if best.ok:
-            return self._finish(best, start)
+            return self._finish(best, image, start)
         shift = self._phase_shift(pyramid[1])
         if shift is not None and math.hypot(*shift) >= 0.5:  # a start the first one did not cover
             second = self._from(pyramid, shift, start)
             if second.ok:
-                return self._finish(second, start)
+                return self._finish(second, image, start)
             if (second.correlation or -1.0) > (best.correlation or -1.0):
                 best = second
         return Unregistered(best.reason, best.detail, _ms(start), best.correlation, best.motion)
@@ -359,46 +448,52 @@ class Registrar:
         """Inverse-compositional Lucas-Kanade at one level; `warp` (3x3, centred coordinates of this level)
         is refined and returned, None when it left the frame."""
         step_done = _STEP_DONE_PX / level.factor
-        radius = float(max(np.abs(level.x).max(), np.abs(level.y).max()))
+        points, n = level.points, level.points.n
         for _ in range(iterations):
-            mx, my = _affine(warp, level.x, level.y, level.centre)
-            inside = _inside(mx, my, frame.shape)
-            n_inside = int(inside.sum())
-            if n_inside < _MIN_TEXTURE:
-                return None
-            sampled = _sample(frame, mx, my)
-            if n_inside == len(inside):
-                values, sd, hessian_inv, target = sampled, level.sd, level.hessian_inv, level.values
+            where = points.where(warp, level.centre)
+            values = _sample(frame, where, n)
+            if points.all_inside(warp, level.centre, frame.shape):
+                # the precomputed Hessian holds: sd @ ((values - mean) / std - target) = sd @ (values - mean) / std
+                # - sd @ target, the last term a constant of the level
+                centred = values - np.float32(values.mean())
+                std = math.sqrt(float(np.einsum("i,i->", centred, centred)) / n)
+                if std == 0:
+                    return None
+                dp = level.hessian_inv @ ((level.sd @ centred).astype(np.float64) / std - level.sd_values)
             else:  # points that left the frame drop out: the Hessian of those that stay (few leave)
-                values, sd, target = sampled[inside], level.sd[:, inside], level.values[inside]
+                inside = points.inside(where, frame.shape)
+                if int(inside.sum()) < _MIN_TEXTURE:
+                    return None
+                kept = values[inside]
+                std = float(kept.std())
+                if std == 0:
+                    return None
+                error = np.zeros(n, np.float32)  # the points that left add nothing
+                error[inside] = (kept - kept.mean()) / std - level.values[inside]  # gain and offset matched
                 gone = level.sd[:, ~inside].astype(np.float64)
-                hessian_inv = np.linalg.pinv(level.hessian - gone @ gone.T)
-            std = float(values.std())
-            if std == 0:
-                return None
-            error = (values - values.mean()) / std - target  # gain and offset matched to the reference's
-            dp = hessian_inv @ (sd @ error).astype(np.float64)
+                dp = np.linalg.lstsq(level.hessian - gone @ gone.T, (level.sd @ error).astype(np.float64))[0]
             delta = _delta(self.model, dp)
-            warp = warp @ np.linalg.inv(delta)
+            inverse = _inverse(delta)
+            if inverse is None:
+                return None
+            warp = warp @ inverse
             if not np.isfinite(warp).all():
                 return None
-            moved = math.hypot(dp[0], dp[1]) + float(np.abs(delta[:2, :2] - np.eye(2)).sum()) * radius
+            (a, b, _), (c, d, _) = delta[:2].tolist()
+            moved = math.hypot(dp[0], dp[1]) + (abs(a - 1) + abs(b) + abs(c) + abs(d - 1)) * points.radius
             if moved < step_done:
                 break
         return warp
 
     def _correlation(self, coarse: np.ndarray, warp: np.ndarray) -> float:
-        """Zero-mean normalised correlation of the frame and the reference on the coarse level's textured band."""
+        """Zero-mean normalised correlation of the frame and the reference on the coarse level's textured band;
+        `warp` in centred coordinates of the full level."""
         level = self._levels[1]
-        x, y, values = level.band
         half = warp.copy()
         half[:2, 2] /= 2
-        mx, my = _affine(half, x, y, level.centre)
-        inside = _inside(mx, my, coarse.shape)
-        sampled = _sample(coarse, mx[inside], my[inside])
-        return _zncc(sampled.astype(np.float64), values[inside].astype(np.float64))
+        return level.band.correlation(coarse, half, level.centre)
 
-    def _finish(self, candidate: _Candidate, start: float) -> Registered:
+    def _finish(self, candidate: _Candidate, frame: np.ndarray, start: float) -> Registered:
         """The accepted warp in pixel coordinates, and the reference resampled onto the frame's grid."""
         cx, cy = self._levels[0].centre
         to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], float)
@@ -408,7 +503,7 @@ class Registrar:
         resampled = cv2.warpAffine(
             self.reference, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        return Registered(warp, resampled, candidate.motion, candidate.correlation, _ms(start))
+        return Registered(warp, resampled, candidate.motion, candidate.correlation, _ms(start), frame)
 
 
 def _ms(start: float) -> float:

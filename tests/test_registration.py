@@ -19,7 +19,7 @@ from inspector.line import load_recipe
 from inspector.pipeline import Pipeline
 from inspector.prometheus import LineCollector, line_registry, render
 from inspector.reference import REFERENCE_DIFF, reference_composite
-from inspector.registration import Limits, Registered, Registrar, Unregistered, register
+from inspector.registration import Limits, Registered, Registrar, Unregistered, _inverse, _motion, register
 from inspector.sources import MemorySource
 from inspector.types import Decision, Thresholds, Verdict
 from tests.model_factory import legacy_v5_onnx, rewrite_metadata
@@ -177,6 +177,46 @@ def test_one_off_register_matches_the_registrar(board: np.ndarray, registrar: Re
     assert once.ok and kept.ok
     np.testing.assert_allclose(once.warp, kept.warp, atol=1e-9)
     np.testing.assert_array_equal(once.reference, kept.reference)
+
+
+def test_the_frame_in_grey_comes_back_for_the_composite(board: np.ndarray, registrar: Registrar) -> None:
+    frame, _ = _moved(board, 0.8, 0.4, -0.1)
+    result = registrar.register(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    assert isinstance(result, Registered), result
+    np.testing.assert_array_equal(result.frame, frame)  # grey of grey-turned-BGR: the same pixels
+
+
+@pytest.mark.parametrize("model", ["rigid", "affine"])
+def test_points_leaving_the_frame_take_the_slow_path_to_the_same_answer(board: np.ndarray, model: str) -> None:
+    """Large shifts push textured points out of the frame: the bounding-box shortcut must send such iterations to
+    the path that drops them, and the answer must stay sub-pixel (the precomputed Hessian would be wrong there)."""
+    registrar = Registrar(board, model=model)  # type: ignore[arg-type]
+    level = registrar._levels[0]
+    centre = level.centre
+    for shift in (0.0, 30.0):
+        warp = np.array([[1, 0, shift], [0, 1, 0], [0, 0, 1]], float)
+        where = level.points.where(warp, centre)
+        every_point = bool(level.points.inside(where, board.shape).all())
+        assert level.points.all_inside(warp, centre, board.shape) == every_point
+        assert every_point == (shift == 0.0)
+    frame, true = _moved(board, 30.0, -12.0, 0.8)
+    result = registrar.register(frame)
+    assert isinstance(result, Registered), result
+    assert _error_px(result.warp, true) < 0.1
+
+
+def test_closed_forms_match_numpy() -> None:
+    """The per-iteration small-matrix shortcuts: the inverse of an affine step, the principal scales of a warp."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        warp = np.eye(3)
+        warp[:2] += rng.normal(0, 0.05, (2, 3)) * [[1, 1, 100], [1, 1, 100]]
+        np.testing.assert_allclose(_inverse(warp), np.linalg.inv(warp), atol=1e-12)
+        motion = _motion(warp)
+        low, high = sorted(np.linalg.svd(warp[:2, :2], compute_uv=False))
+        assert motion.scale_range == pytest.approx((low, high), abs=1e-12)
+        assert (motion.dx, motion.dy) == (warp[0, 2], warp[1, 2])
+    assert _inverse(np.array([[1.0, 2.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])) is None  # singular
 
 
 # ------------------------------------------------------------------------------------------------------ the line
