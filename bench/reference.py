@@ -10,8 +10,9 @@ reference-free baseline on the `_test` images alone, and the reference model on 
 registered to its own `_temp` inside the pipeline's workers (affine, as DeepPCB's scans need), so registration is in
 its time. Both see the same frames, the same number of parts, the same mode and thread settings. It prints each
 run's images/s, the median of each model, their ratio (reference / baseline: issue 15 asks for at least 0.9), the
-reference model's stage times (`register` among them), the host (CPU, its int8-relevant instruction sets,
-onnxruntime) and the load average.
+same ratio in CPU time (`cpu_ratio`: the baseline's CPU ms an image over the reference model's, every thread of the
+process counted; a shared VM's steal time and neighbours do not enter it), the reference model's stage times
+(`register` among them), the host (CPU, its int8-relevant instruction sets, onnxruntime) and the load average.
 """
 
 from __future__ import annotations
@@ -77,9 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             for name, model, source in order if round_ % 2 == 0 else order[::-1]:
                 result = bench(model, source, args)
                 runs.append({**result, "which": name, "round": round_ + 1})
-                print(f"round {round_ + 1} {name:9} {result['fps']:7.1f} images/s", file=sys.stderr, flush=True)
+                print(
+                    f"round {round_ + 1} {name:9} {result['fps']:7.1f} images/s, "
+                    f"CPU {result['cpu_ms_per_frame']:.2f} ms an image",
+                    file=sys.stderr,
+                    flush=True,
+                )
     fps = {name: [r["fps"] for r in runs if r["which"] == name] for name in ("baseline", "reference")}
     median = {name: statistics.median(values) for name, values in fps.items()}
+    cpu = {name: [r["cpu_ms_per_frame"] for r in runs if r["which"] == name] for name in ("baseline", "reference")}
+    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     last_reference = next(r for r in reversed(runs) if r["which"] == "reference")
     summary = {
         "pairs": str(args.pairs),
@@ -90,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         "fps": fps,
         "median_fps": median,
         "ratio": round(median["reference"] / median["baseline"], 3),
+        "cpu_ms_per_frame": cpu,
+        "median_cpu_ms_per_frame": median_cpu,
+        # images per CPU-second against the baseline's: steal time and neighbours on a shared VM do not count
+        "cpu_ratio": round(median_cpu["baseline"] / median_cpu["reference"], 3),
         "reference_stage_ms": last_reference.get("stage_ms"),
         "host": host_summary(),
         "cores": os.cpu_count(),
@@ -98,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"median images/s: baseline {median['baseline']:.1f}, reference {median['reference']:.1f}, "
-        f"ratio {summary['ratio']:.3f} ({summary['host']['cpu']}, {', '.join(summary['host']['cpu_features'])})",
+        f"ratio {summary['ratio']:.3f}; CPU ms an image: baseline {median_cpu['baseline']:.2f}, reference "
+        f"{median_cpu['reference']:.2f}, ratio {summary['cpu_ratio']:.3f} "
+        f"({summary['host']['cpu']}, {', '.join(summary['host']['cpu_features'])})",
         file=sys.stderr,
     )
     if args.json_out:

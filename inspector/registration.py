@@ -1,29 +1,36 @@
 """Registration of a frame to its recipe's golden reference (issue 15), and the typed answer it gives.
 
-`Registrar(reference)` is built once per reference: it keeps a two-level pyramid of the reference (grey, lightly
-blurred), its textured pixels (strong gradients, at most `MAX_POINTS` a level), their steepest-descent images and
-the Hessians. `register(frame)` then finds the motion that maps the reference onto the frame with
-inverse-compositional Lucas-Kanade (Baker & Matthews 2004): the reference is the template, so its gradients and
-Hessian never change and one iteration costs one sparse warp of the frame plus a (parameters x points) product.
-Each iteration matches the frame's brightness to the reference's (gain and offset over the textured pixels), so
-lighting drift does not bias the motion. The points live in a grid that OpenCV moves (`cv2.transform`) and samples
-(`cv2.remap`) in one call each; while every point stays inside the frame (their bounding box decides), the Hessian
-and the reference's share of each update are constants of the level, and an iteration is a handful of vector
-operations (points leaving the frame drop out, with the Hessian of those that stay).
+`Registrar(reference)` is built once per reference: it keeps a two-level pyramid of the reference (grey, at half
+and at a quarter of its size, lightly blurred), its textured pixels (strong gradients, at most `MAX_POINTS` a
+level), their steepest-descent images and the Hessians. `register(frame)` then finds the motion that maps the
+reference onto the frame with inverse-compositional Lucas-Kanade (Baker & Matthews 2004): the reference is the
+template, so its gradients and Hessian never change and one iteration costs one sparse warp of the frame plus a
+(parameters x points) product. Each iteration matches the frame's brightness to the reference's (gain and offset
+over the textured pixels), so lighting drift does not bias the motion. The points live in a grid that OpenCV moves
+(`cv2.transform`) and samples (`cv2.remap`) in one call each; while every point stays inside the frame (their
+bounding box decides), the Hessian and the reference's share of each update are constants of the level, and an
+iteration is a handful of vector operations (points leaving the frame drop out, with the Hessian of those that
+stay).
+
+Why half resolution is the finest level: it is where the answer is settled to a few hundredths of a pixel on
+synthetic warps, and it costs a quarter of the full frame's pixels. Until 2026-12-07 a full-resolution level
+refined it further; on DeepPCB's scans that moved the warp by a median 0.08 px (their residual is not affine,
+so every point set settles a little differently), changed no detection score that matters (held-out and training
+figures in the model card) and cost about 1.5 ms of CPU a frame, 6 % of a 2-core box's throughput.
 
 Motion models: `rigid` (shift and rotation: a part on a fixture or a conveyor, the default), `similarity` (plus a
 uniform scale: camera distance drift) and `affine` (plus a different scale a side and shear: flatbed scans such as
 DeepPCB's, whose test images are stretched against their templates by up to about 1.5 % along one axis).
 
-Starts, tried in turn until one is accepted: no motion, then the shift found by phase correlation on the coarse
-level (large shifts, where Lucas-Kanade alone would fall into a wrong minimum). Each start runs the coarse level
-then the full one, to sub-pixel accuracy (synthetic warps: a few hundredths of a pixel).
+Starts, tried in turn until one is accepted: no motion, then the shift found by phase correlation on the half
+level (large shifts, where Lucas-Kanade alone would fall into a wrong minimum). Each start runs the quarter level
+then the half one.
 
 Acceptance: the zero-mean normalised correlation between the warped frame and the reference, on every textured
-pixel of the coarse level (both sides of each edge; smooth enough that jagged scanned edges do not count), is at
+pixel of the half level (both sides of each edge; smooth enough that jagged scanned edges do not count), is at
 least `Limits.min_correlation`, and the motion is within `Limits` (shift, angle, scale). Anything else is an
 `Unregistered` with a reason, never an exception: the line turns it into a fail-safe reject (`unregistered`).
-`Registered.reference` is the reference resampled onto the frame's pixel grid, ready for
+`Registered.reference` is the full-resolution reference resampled onto the frame's pixel grid, ready for
 `inspector.reference.reference_composite`.
 """
 
@@ -52,14 +59,14 @@ __all__ = [
     "register",
 ]
 
-# Textured pixels used on the full and the half level: plenty for sub-pixel accuracy, a bounded cost a frame.
-MAX_POINTS = (20_000, 6_000)
-_BLUR_SIGMA = 1.0  # smooths binarised edges so that the linearisation holds over about a pixel
-_BLUR_KERNEL = cv2.getGaussianKernel(9, _BLUR_SIGMA, cv2.CV_32F)  # GaussianBlur's own size for this sigma
+# Textured pixels tracked on the half and the quarter level: plenty for sub-pixel accuracy, a bounded cost a frame.
+MAX_POINTS = (10_000, 3_000)
+_BLUR_SIGMA = 0.5  # with pyrDown's, smooths binarised edges so that the linearisation holds over about a pixel
+_BLUR_KERNEL = cv2.getGaussianKernel(5, _BLUR_SIGMA, cv2.CV_32F)  # GaussianBlur's own size for this sigma
 _GRID_COLS = 1024  # tracked points per row of a level's grid (cv2.remap wants maps under 32767 a side)
-_ITERATIONS = (40, 20)  # most iterations on the coarse, then the full level
+_ITERATIONS = (40, 20)  # most iterations on the quarter, then the half level
 _STEP_DONE_PX = 0.005  # an update moving no point by more than this (at full resolution) has converged
-_MIN_TEXTURE = 200  # textured pixels the reference must have on every level
+_MIN_TEXTURE = (200, 50)  # textured pixels the reference must have on the half and the quarter level
 _DAMPING = 1e-2  # ridge on the Hessian's diagonal, relative to the translation terms (see `_damping`)
 
 MotionModel = Literal["rigid", "similarity", "affine"]
@@ -140,7 +147,7 @@ class Unregistered:
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    warp: np.ndarray  # 3x3, centred coordinates of the full level
+    warp: np.ndarray  # 3x3, reference pixel -> frame pixel
     motion: Motion
     correlation: float
     ok: Literal[True] = True
@@ -210,7 +217,7 @@ def _sample(image: np.ndarray, where: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class _Band:
-    """Textured pixels of the reference's coarse level and their values (zero mean), for the acceptance score."""
+    """Textured pixels of the reference's half level and their values (zero mean), for the acceptance score."""
 
     points: _Points
     values: np.ndarray  # (n,) float32, zero mean
@@ -240,6 +247,7 @@ class _Level:
     """The reference at one pyramid level (coordinates relative to the level's centre pixel)."""
 
     factor: float  # full-resolution pixels per pixel of this level
+    least: int  # fewest textured points it may track
     centre: tuple[float, float]
     points: _Points  # the textured points used for tracking
     values: np.ndarray  # (n,) float32 at the points, zero mean, unit std
@@ -247,14 +255,30 @@ class _Level:
     sd_values: np.ndarray  # (k,) float64: sd @ values, constant for the level
     hessian: np.ndarray  # (k, k) float64, damped (see `_damping`)
     hessian_inv: np.ndarray
-    band: _Band  # every textured pixel, for the correlation
+    band: _Band | None  # every textured pixel, for the correlation (the half level's)
 
 
 def _pyramid(image: np.ndarray) -> list[np.ndarray]:
-    """[full, half] float32 blurred greys of a uint8 grey `image`."""
-    # the separable filter reads the uint8 image directly: the same values as GaussianBlur of a float32 copy
-    full = cv2.sepFilter2D(image, cv2.CV_32F, _BLUR_KERNEL, _BLUR_KERNEL, borderType=cv2.BORDER_REFLECT_101)
-    return [full, cv2.pyrDown(full)]
+    """[half, quarter] float32 levels of a uint8 grey `image`: pyrDown, a light blur, pyrDown again."""
+    # pyrDown's own smoothing (sigma about 1.1 px of the frame) plus this blur (0.5 px of the half level) is what a
+    # 1 px blur of the frame and then pyrDown gave the half level before, at a quarter of the cost
+    half = cv2.sepFilter2D(
+        cv2.pyrDown(image), cv2.CV_32F, _BLUR_KERNEL, _BLUR_KERNEL, borderType=cv2.BORDER_REFLECT_101
+    )
+    return [half, cv2.pyrDown(half)]
+
+
+def _to_full(level: _Level) -> np.ndarray:
+    """3x3: centred coordinates of `level` -> pixel coordinates of the frame (pyrDown's pixel i sits on 2i)."""
+    f = level.factor
+    return np.array([[f, 0, f * level.centre[0]], [0, f, f * level.centre[1]], [0, 0, 1]], float)
+
+
+def _between(warp: np.ndarray, source: _Level, target: _Level) -> np.ndarray:
+    """The same motion (3x3, centred coordinates of `source`) in centred coordinates of `target`."""
+    return (
+        np.linalg.inv(_to_full(target)) @ _to_full(source) @ warp @ np.linalg.inv(_to_full(source)) @ _to_full(target)
+    )
 
 
 def _shift(dx: float, dy: float) -> np.ndarray:
@@ -340,12 +364,13 @@ class Registrar:
         self.limits = limits or Limits()
         pyramid = _pyramid(self.reference)
         self._levels = [
-            self._level(img, factor, most) for img, factor, most in zip(pyramid, (1.0, 2.0), MAX_POINTS, strict=True)
+            self._level(img, factor, most, least, band=factor == 2.0)
+            for img, factor, most, least in zip(pyramid, (2.0, 4.0), MAX_POINTS, _MIN_TEXTURE, strict=True)
         ]
-        self._coarse = pyramid[1]
-        self._window = cv2.createHanningWindow((self._coarse.shape[1], self._coarse.shape[0]), cv2.CV_32F)
+        self._half = pyramid[0]
+        self._window = cv2.createHanningWindow((self._half.shape[1], self._half.shape[0]), cv2.CV_32F)
 
-    def _level(self, image: np.ndarray, factor: float, most: int) -> _Level:
+    def _level(self, image: np.ndarray, factor: float, most: int, least: int, *, band: bool) -> _Level:
         h, w = image.shape
         cx, cy = (w - 1) / 2, (h - 1) / 2
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
@@ -353,12 +378,12 @@ class Registrar:
         magnitude = np.hypot(gx, gy)
         magnitude[:2], magnitude[-2:], magnitude[:, :2], magnitude[:, -2:] = 0, 0, 0, 0  # Sobel's border
         ys, xs = np.nonzero(magnitude > max(0.05 * float(magnitude.max()), 1e-3))
-        if len(xs) < _MIN_TEXTURE:
+        if len(xs) < least:
             raise ValueError(
                 f"the reference ({self.shape[1]}x{self.shape[0]}) has too little texture to register against "
                 f"({len(xs)} textured pixels at 1/{int(factor)} scale)"
             )
-        band = _Band.of(_Points.of(xs.astype(np.float32) - cx, ys.astype(np.float32) - cy), image[ys, xs])
+        every = _Band.of(_Points.of(xs.astype(np.float32) - cx, ys.astype(np.float32) - cy), image[ys, xs])
         if len(xs) > most:  # keep the strongest: they carry most of the information
             keep = np.argpartition(magnitude[ys, xs], -most)[-most:]
             ys, xs = ys[keep], xs[keep]
@@ -372,6 +397,7 @@ class Registrar:
         normalised = ((values - values.mean()) / std).astype(np.float32)
         return _Level(
             factor=factor,
+            least=least,
             centre=(cx, cy),
             points=points,
             values=normalised,
@@ -379,7 +405,7 @@ class Registrar:
             sd_values=sd64 @ normalised.astype(np.float64),
             hessian=hessian,
             hessian_inv=np.linalg.inv(hessian),
-            band=band,
+            band=every if band else None,
         )
 
     # ---------------------------------------------------------------------------------------------- register
@@ -397,7 +423,7 @@ class Registrar:
         best = self._from(pyramid, (0.0, 0.0), start)
         if best.ok:
             return self._finish(best, image, start)
-        shift = self._phase_shift(pyramid[1])
+        shift = self._phase_shift(pyramid[0])
         if shift is not None and math.hypot(*shift) >= 0.5:  # a start the first one did not cover
             second = self._from(pyramid, shift, start)
             if second.ok:
@@ -406,29 +432,26 @@ class Registrar:
                 best = second
         return Unregistered(best.reason, best.detail, _ms(start), best.correlation, best.motion)
 
-    def _phase_shift(self, coarse: np.ndarray) -> tuple[float, float] | None:
-        """The frame's shift against the reference at the coarse level (phase correlation), None when unsure."""
-        (dx, dy), response = cv2.phaseCorrelate(self._coarse, coarse, self._window)
+    def _phase_shift(self, half: np.ndarray) -> tuple[float, float] | None:
+        """The frame's shift against the reference at the half level (phase correlation), None when unsure."""
+        (dx, dy), response = cv2.phaseCorrelate(self._half, half, self._window)
         return (dx, dy) if response > 0.02 and np.isfinite([dx, dy]).all() else None
 
-    def _from(
-        self, pyramid: list[np.ndarray], coarse_shift: tuple[float, float], start: float
-    ) -> _Candidate | Unregistered:
-        """Coarse then full level from a shift on the coarse level; the candidate or why it failed."""
+    def _from(self, pyramid: list[np.ndarray], shift: tuple[float, float], start: float) -> _Candidate | Unregistered:
+        """Quarter then half level from a shift of the half level; the candidate or why it failed."""
         limits = self.limits
-        coarse = self._track(pyramid[1], self._levels[1], _shift(*coarse_shift), _ITERATIONS[0])
-        if coarse is None:
+        half, quarter = self._levels
+        warp = self._track(pyramid[1], quarter, _shift(shift[0] / 2, shift[1] / 2), _ITERATIONS[0])
+        if warp is not None:
+            warp = self._track(pyramid[0], half, _between(warp, quarter, half), _ITERATIONS[1])
+        if warp is None:
             return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
-        coarse[:2, 2] *= 2  # coarse -> full: the same motion in twice the pixels (centred coordinates)
-        correlation = self._correlation(pyramid[1], coarse)
-        warp = None
-        if correlation >= limits.min_correlation:  # else the full level would not save it: skip its cost
-            warp = self._track(pyramid[0], self._levels[0], coarse, _ITERATIONS[1])
-            if warp is None:
-                return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
-            correlation = self._correlation(pyramid[1], warp)
-        motion = _motion(coarse if warp is None else warp)
-        if warp is None or correlation < limits.min_correlation:
+        assert half.band is not None
+        correlation = half.band.correlation(pyramid[0], warp, half.centre)
+        full = _to_full(half) @ warp @ np.linalg.inv(_to_full(half))  # frame pixels
+        centre = _shift((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        motion = _motion(np.linalg.inv(centre) @ full @ centre)
+        if correlation < limits.min_correlation:
             why = f"correlation {correlation:.3f} < {limits.min_correlation} after registration"
             return Unregistered("low-correlation", why, _ms(start), correlation, motion)
         low, high = motion.scale_range
@@ -442,7 +465,7 @@ class Registrar:
                 f"{limits.max_shift_px} px, angle {limits.max_angle_deg} deg, scale +-{limits.max_scale_change})"
             )
             return Unregistered("motion-limit", why, _ms(start), correlation, motion)
-        return _Candidate(warp, motion, correlation)
+        return _Candidate(full, motion, correlation)
 
     def _track(self, frame: np.ndarray, level: _Level, warp: np.ndarray, iterations: int) -> np.ndarray | None:
         """Inverse-compositional Lucas-Kanade at one level; `warp` (3x3, centred coordinates of this level)
@@ -462,7 +485,7 @@ class Registrar:
                 dp = level.hessian_inv @ ((level.sd @ centred).astype(np.float64) / std - level.sd_values)
             else:  # points that left the frame drop out: the Hessian of those that stay (few leave)
                 inside = points.inside(where, frame.shape)
-                if int(inside.sum()) < _MIN_TEXTURE:
+                if int(inside.sum()) < level.least:
                     return None
                 kept = values[inside]
                 std = float(kept.std())
@@ -485,20 +508,9 @@ class Registrar:
                 break
         return warp
 
-    def _correlation(self, coarse: np.ndarray, warp: np.ndarray) -> float:
-        """Zero-mean normalised correlation of the frame and the reference on the coarse level's textured band;
-        `warp` in centred coordinates of the full level."""
-        level = self._levels[1]
-        half = warp.copy()
-        half[:2, 2] /= 2
-        return level.band.correlation(coarse, half, level.centre)
-
     def _finish(self, candidate: _Candidate, frame: np.ndarray, start: float) -> Registered:
-        """The accepted warp in pixel coordinates, and the reference resampled onto the frame's grid."""
-        cx, cy = self._levels[0].centre
-        to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], float)
-        from_centre = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]], float)
-        warp = (from_centre @ candidate.warp @ to_centre)[:2]
+        """The accepted warp, and the reference resampled onto the frame's grid."""
+        warp = candidate.warp[:2]
         h, w = self.shape
         resampled = cv2.warpAffine(
             self.reference, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
