@@ -255,7 +255,6 @@ class _Level:
     sd_values: np.ndarray  # (k,) float64: sd @ values, constant for the level
     hessian: np.ndarray  # (k, k) float64, damped (see `_damping`)
     hessian_inv: np.ndarray
-    band: _Band | None  # every textured pixel, for the correlation (the half level's)
 
 
 def _pyramid(image: np.ndarray) -> list[np.ndarray]:
@@ -363,14 +362,16 @@ class Registrar:
         self.model: MotionModel = model
         self.limits = limits or Limits()
         pyramid = _pyramid(self.reference)
-        self._levels = [
-            self._level(img, factor, most, least, band=factor == 2.0)
+        (half, self._band), (quarter, _) = (
+            self._level(img, factor, most, least)
             for img, factor, most, least in zip(pyramid, (2.0, 4.0), MAX_POINTS, _MIN_TEXTURE, strict=True)
-        ]
+        )
+        self._levels = [half, quarter]
         self._half = pyramid[0]
         self._window = cv2.createHanningWindow((self._half.shape[1], self._half.shape[0]), cv2.CV_32F)
 
-    def _level(self, image: np.ndarray, factor: float, most: int, least: int, *, band: bool) -> _Level:
+    def _level(self, image: np.ndarray, factor: float, most: int, least: int) -> tuple[_Level, _Band]:
+        """One level of the reference, and every textured pixel of it (the half level's is the correlation band)."""
         h, w = image.shape
         cx, cy = (w - 1) / 2, (h - 1) / 2
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
@@ -405,8 +406,7 @@ class Registrar:
             sd_values=sd64 @ normalised.astype(np.float64),
             hessian=hessian,
             hessian_inv=np.linalg.inv(hessian),
-            band=every if band else None,
-        )
+        ), every
 
     # ---------------------------------------------------------------------------------------------- register
     def register(self, frame: np.ndarray) -> Registered | Unregistered:
@@ -446,8 +446,7 @@ class Registrar:
             warp = self._track(pyramid[0], half, _between(warp, quarter, half), _ITERATIONS[1])
         if warp is None:
             return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
-        assert half.band is not None
-        correlation = half.band.correlation(pyramid[0], warp, half.centre)
+        correlation = self._band.correlation(pyramid[0], warp, half.centre)
         full = _to_full(half) @ warp @ np.linalg.inv(_to_full(half))  # frame pixels
         centre = _shift((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
         motion = _motion(np.linalg.inv(centre) @ full @ centre)
