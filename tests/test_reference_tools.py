@@ -193,6 +193,8 @@ def test_bench_registers_in_the_pipeline(
     assert result["stage_ms"]["register"]["p50"] > 0, "registration is timed as its own stage"
     assert "register" in text.split("stage p50 (ms):")[1].splitlines()[0]
     assert result["left_out"] == 0
+    # the process's CPU time a frame is reported, and printed beside the fps
+    assert result["cpu_ms_per_frame"] > 0 and "CPU" in text
 
     # A pair whose template is blank (one of DeepPCB's is all white) is left out and said so, not the whole run.
     shutil.copy(pairs / "0001_test.png", pairs / "0009_test.png")
