@@ -273,13 +273,6 @@ def _to_full(level: _Level) -> np.ndarray:
     return np.array([[f, 0, f * level.centre[0]], [0, f, f * level.centre[1]], [0, 0, 1]], float)
 
 
-def _between(warp: np.ndarray, source: _Level, target: _Level) -> np.ndarray:
-    """The same motion (3x3, centred coordinates of `source`) in centred coordinates of `target`."""
-    return (
-        np.linalg.inv(_to_full(target)) @ _to_full(source) @ warp @ np.linalg.inv(_to_full(source)) @ _to_full(target)
-    )
-
-
 def _shift(dx: float, dy: float) -> np.ndarray:
     return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], float)
 
@@ -368,6 +361,14 @@ class Registrar:
         )
         self._levels = [half, quarter]
         self._half = pyramid[0]
+        # constants of the conversions each frame needs: the half level's and the quarter's centred coordinates to
+        # the frame's pixels and back, and the frame's centre (for the motion's shift and angle)
+        self._half_to_frame = _to_full(half)
+        self._frame_to_half = np.linalg.inv(self._half_to_frame)
+        self._quarter_into_half = self._frame_to_half @ _to_full(quarter)
+        self._frame_to_quarter = np.linalg.inv(_to_full(quarter))
+        self._centre = _shift((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        self._uncentre = np.linalg.inv(self._centre)
         self._window = cv2.createHanningWindow((self._half.shape[1], self._half.shape[0]), cv2.CV_32F)
 
     def _level(self, image: np.ndarray, factor: float, most: int, least: int) -> tuple[_Level, _Band]:
@@ -443,13 +444,13 @@ class Registrar:
         half, quarter = self._levels
         warp = self._track(pyramid[1], quarter, _shift(shift[0] / 2, shift[1] / 2), _ITERATIONS[0])
         if warp is not None:
-            warp = self._track(pyramid[0], half, _between(warp, quarter, half), _ITERATIONS[1])
+            in_half = self._quarter_into_half @ warp @ self._frame_to_quarter @ self._half_to_frame
+            warp = self._track(pyramid[0], half, in_half, _ITERATIONS[1])
         if warp is None:
             return Unregistered("diverged", "the motion estimate left the frame", _ms(start))
         correlation = self._band.correlation(pyramid[0], warp, half.centre)
-        full = _to_full(half) @ warp @ np.linalg.inv(_to_full(half))  # frame pixels
-        centre = _shift((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
-        motion = _motion(np.linalg.inv(centre) @ full @ centre)
+        full = self._half_to_frame @ warp @ self._frame_to_half  # frame pixels
+        motion = _motion(self._uncentre @ full @ self._centre)
         if correlation < limits.min_correlation:
             why = f"correlation {correlation:.3f} < {limits.min_correlation} after registration"
             return Unregistered("low-correlation", why, _ms(start), correlation, motion)
