@@ -12,10 +12,12 @@ any class's score reaches its threshold, exactly as `inspector.decide` does.
   The same again starting from the best single threshold shared by all classes; the better result is kept.
   Among raises that do the same, the smallest raise wins (the most margin against escapes). A heuristic,
   not an exhaustive search: the achieved rates are recomputed from the written thresholds and reported.
---max-false-reject R (defect-free images only, for a line that has only good parts at hand): low thresholds
-  that reject at most R of the good images. Every class starts just above (`--margin`) its highest score on a
-  good image (no false reject); then, while the budget holds, the class whose next step down lowers its threshold
-  the most per false reject added moves down (steps that add none first).
+--max-false-reject R: thresholds that reject at most R of the good images. Every class starts just above
+  (`--margin`) its highest score on a good image (no false reject). With defect-free images only (a line that has
+  only good parts at hand), while the budget holds, the class whose next step down lowers its threshold the most
+  per false reject added moves down (steps that add none first). With labelled defective images too, the budget
+  goes where it catches the most: the move of one class down that catches the most defective images per false
+  reject added, while the budget holds (`fit_fewest_escapes`; the good-only fit is kept when it lets fewer pass).
 
 --box-f1 (with --max-escape): first, per class, the threshold at which its box F-score on the split peaks
   (`inspector.accuracy.f1_best_thresholds`, the criterion `inspector eval` counts P/R/F with); those become the
@@ -68,6 +70,7 @@ __all__ = [
     "box_f1_floors",
     "candidate_thresholds",
     "draw_tradeoff",
+    "fit_fewest_escapes",
     "fit_max_escape",
     "fit_max_false_reject",
     "main",
@@ -227,6 +230,66 @@ def fit_max_false_reject(
     t = np.array([cands[c][idx[c]] for c in range(nc)])
     fr_rate = float(rejected(good, t).mean()) if n else 0.0
     return Calibration(t, float("nan"), fr_rate, feasible=fr_rate <= max_false_reject + 1e-12)
+
+
+def fit_fewest_escapes(
+    defective: np.ndarray, good: np.ndarray, max_false_reject: float, floor: float = 0.05, margin: float = 0.01
+) -> Calibration:
+    """Per-class thresholds with the fewest escapes among those rejecting at most `max_false_reject` of the good
+    images: `fit_max_false_reject` when the labelled defective images can choose where the budget goes.
+
+    defective: (n_def, nc) class scores of defective images; good: (n_good, nc) of defect-free ones. Candidates
+    per class as in `fit_max_false_reject` (the floor, and each good score plus `margin`: between two good scores
+    the lowest threshold catches the most defects for the same false rejects). Greedy from the same start (no
+    false reject): the move, of one class to any lower candidate, that catches the most defective images per false
+    reject added (free catches first) is taken while the budget holds; a drop that catches nothing is not taken
+    (it would spend margin against false rejects on unseen parts for no measured gain). Two results are compared,
+    this and `fit_max_false_reject`'s, and the one with fewer escapes (then fewer false rejects) kept, so the labels
+    never make the fit worse.
+    """
+    n, nc = good.shape
+    plain = fit_max_false_reject(good, max_false_reject, floor, margin)
+    if not len(defective):
+        return plain
+    cands = []
+    for c in range(nc):
+        s = np.unique(good[good[:, c] >= floor, c])
+        cands.append(np.unique(np.concatenate(([floor], np.minimum(s + margin, 1.0)))))
+    idx = np.zeros(nc, int)
+    for c in range(nc):
+        clean = np.flatnonzero([(good[:, c] >= t).sum() == 0 for t in cands[c]])
+        idx[c] = clean[0] if clean.size else len(cands[c]) - 1
+    budget = int(np.floor(max_false_reject * n + 1e-9))
+    while True:
+        t = np.array([cands[c][idx[c]] for c in range(nc)])
+        esc_now = int((~rejected(defective, t)).sum())
+        fr_now = int(rejected(good, t).sum())
+        best_key: tuple[float, int, float] | None = None
+        best_move = (0, 0)
+        for c in range(nc):
+            lower = cands[c][: idx[c]]
+            if lower.size == 0:
+                continue
+            others = [k for k in range(nc) if k != c]
+            def_free = ~rejected(defective[:, others], t[others])  # not caught by another class already
+            good_free = ~rejected(good[:, others], t[others])
+            esc = _count_below(np.sort(defective[def_free, c]), lower)
+            fr = n - _count_below(np.sort(good[good_free, c]), lower)
+            gain, cost = esc_now - esc, fr - fr_now  # defective images caught, false rejects added (>= 0)
+            for j in np.flatnonzero((fr <= budget) & (gain > 0)):
+                # Free catches first, then the most catches per false reject; ties: more catches, then the
+                # smaller drop in confidence (the most margin against false rejects).
+                key = (float("inf") if cost[j] <= 0 else gain[j] / cost[j], int(gain[j]), -float(t[c] - lower[j]))
+                if best_key is None or key > best_key:
+                    best_key, best_move = key, (c, int(j))
+        if best_key is None:
+            break
+        idx[best_move[0]] = best_move[1]
+    t = np.array([cands[c][idx[c]] for c in range(nc)])
+    esc_rate, fr_rate = inspection_rates(defective, good, t)
+    fit = Calibration(t, esc_rate, fr_rate, feasible=fr_rate <= max_false_reject + 1e-12)
+    plain.escape_rate = inspection_rates(defective, good, plain.thresholds)[0]
+    return min((fit, plain), key=lambda f: (not f.feasible, f.escape_rate, f.false_reject_rate))
 
 
 def box_f1_floors(collected: Collected, floor: float) -> np.ndarray:
@@ -428,7 +491,8 @@ def main(argv: list[str]) -> int:
         if not len(good):
             print("inspector calibrate: --max-false-reject needs defect-free images (templates)", file=sys.stderr)
             return 1
-        fit = fit_max_false_reject(good, args.max_false_reject, args.floor, args.margin)
+        # with labelled defective images the budget goes where it catches the most; without, the good-only fit
+        fit = fit_fewest_escapes(defective, good, args.max_false_reject, args.floor, args.margin)
         goal = ("false_reject", args.max_false_reject)
     # Round as written, then recompute: the reported rates are those of the file.
     written = np.round(fit.thresholds, 6)

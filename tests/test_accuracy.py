@@ -278,6 +278,47 @@ def test_fit_max_false_reject_hand_case() -> None:
     np.testing.assert_allclose(fit_max_false_reject(np.full((4, 1), -1.0), 0.0, 0.05).thresholds, [0.05])
 
 
+def test_fit_fewest_escapes_spends_the_budget_where_it_catches() -> None:
+    from inspector.calibrate import fit_fewest_escapes, fit_max_false_reject
+
+    # 10 good images: class a fires on one at 0.6, class b on another at 0.7. Candidates: a [0.05, 0.61],
+    # b [0.05, 0.71]. Defective: two a defects (0.5, 0.45) and one b defect (0.2).
+    good = np.full((10, 2), -1.0)
+    good[0, 0], good[1, 1] = 0.6, 0.7
+    defective = np.array([[0.5, -1.0], [0.45, -1.0], [-1.0, 0.2]])
+    # A budget of one false reject: the good-only fit moves b (it drops 0.66 against a's 0.56) and catches one
+    # defect; knowing the defects, a moves instead and catches two.
+    plain = fit_max_false_reject(good, 0.1, 0.05)
+    np.testing.assert_allclose(plain.thresholds, [0.61, 0.05])
+    fit = fit_fewest_escapes(defective, good, 0.1, 0.05)
+    np.testing.assert_allclose(fit.thresholds, [0.05, 0.71])
+    assert fit.escape_rate == pytest.approx(1 / 3) and fit.false_reject_rate == pytest.approx(0.1) and fit.feasible
+    # No budget: both start clean and stay; every defect passes.
+    fit = fit_fewest_escapes(defective, good, 0.0, 0.05)
+    np.testing.assert_allclose(fit.thresholds, [0.61, 0.71])
+    assert (fit.escape_rate, fit.false_reject_rate) == (1.0, 0.0)
+    # Without defective images it is the good-only fit.
+    np.testing.assert_allclose(fit_fewest_escapes(np.zeros((0, 2)), good, 0.1, 0.05).thresholds, plain.thresholds)
+
+
+def test_fit_fewest_escapes_never_worse_than_the_good_only_fit() -> None:
+    from inspector.accuracy import inspection_rates
+    from inspector.calibrate import fit_fewest_escapes, fit_max_false_reject
+
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        nc = int(rng.integers(1, 5))
+        good = np.where(rng.random((60, nc)) < 0.3, rng.random((60, nc)) * 0.7, -1.0)
+        defective = np.where(rng.random((40, nc)) < 0.5, 0.2 + rng.random((40, nc)) * 0.8, -1.0)
+        budget = float(rng.choice([0.0, 0.02, 0.05, 0.1]))
+        fit = fit_fewest_escapes(defective, good, budget, 0.05)
+        esc, fr = inspection_rates(defective, good, fit.thresholds)
+        assert fr <= budget + 1e-12 and fit.feasible
+        assert (esc, fr) == pytest.approx((fit.escape_rate, fit.false_reject_rate))
+        plain = fit_max_false_reject(good, budget, 0.05)
+        assert esc <= inspection_rates(defective, good, plain.thresholds)[0] + 1e-12
+
+
 def test_fit_max_escape_coordinated_raise() -> None:
     from inspector.calibrate import fit_max_escape
 
