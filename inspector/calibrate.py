@@ -186,6 +186,18 @@ def fit_max_escape(
     return best
 
 
+def _clean_start(good: np.ndarray, floor: float, margin: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """The false-reject fits' candidates per class (the floor, and each good score plus `margin`) and their start:
+    per class the index of the lowest candidate that rejects none of the good images on its own."""
+    cands, idx = [], np.zeros(good.shape[1], int)
+    for c in range(good.shape[1]):
+        s = np.unique(good[good[:, c] >= floor, c])
+        cands.append(np.unique(np.concatenate(([floor], np.minimum(s + margin, 1.0)))))
+        clean = np.flatnonzero([(good[:, c] >= t).sum() == 0 for t in cands[c]])
+        idx[c] = clean[0] if clean.size else len(cands[c]) - 1  # none clean: a good score of exactly 1.0
+    return cands, idx
+
+
 def fit_max_false_reject(
     good: np.ndarray, max_false_reject: float, floor: float = 0.05, margin: float = 0.01
 ) -> Calibration:
@@ -198,15 +210,7 @@ def fit_max_false_reject(
     Escapes are unknown here (NaN).
     """
     n, nc = good.shape
-    cands = []
-    for c in range(nc):
-        s = np.unique(good[good[:, c] >= floor, c])
-        cands.append(np.unique(np.concatenate(([floor], np.minimum(s + margin, 1.0)))))
-    # Start: per class the lowest candidate that rejects none of the good images on its own.
-    idx = np.zeros(nc, int)
-    for c in range(nc):
-        clean = np.flatnonzero([(good[:, c] >= t).sum() == 0 for t in cands[c]])
-        idx[c] = clean[0] if clean.size else len(cands[c]) - 1  # none clean: a good score of exactly 1.0
+    cands, idx = _clean_start(good, floor, margin)
     budget = int(np.floor(max_false_reject * n + 1e-9))
     while True:
         t = np.array([cands[c][idx[c]] for c in range(nc)])
@@ -251,14 +255,7 @@ def fit_fewest_escapes(
     plain = fit_max_false_reject(good, max_false_reject, floor, margin)
     if not len(defective):
         return plain
-    cands = []
-    for c in range(nc):
-        s = np.unique(good[good[:, c] >= floor, c])
-        cands.append(np.unique(np.concatenate(([floor], np.minimum(s + margin, 1.0)))))
-    idx = np.zeros(nc, int)
-    for c in range(nc):
-        clean = np.flatnonzero([(good[:, c] >= t).sum() == 0 for t in cands[c]])
-        idx[c] = clean[0] if clean.size else len(cands[c]) - 1
+    cands, idx = _clean_start(good, floor, margin)
     budget = int(np.floor(max_false_reject * n + 1e-9))
     while True:
         t = np.array([cands[c][idx[c]] for c in range(nc)])
