@@ -3,10 +3,11 @@
     .venv/bin/python bench/mooncake_tta.py DATA [--model models/mooncake-v8n-384-int8.onnx] [--views plain,h,hv]
         [--max-false-reject 0.025]
 
-DATA: a calibration dataset with templates (`inspector sim mooncake dataset OUT -n 1000 --seed 11 --image-ext png`
-writes one; the card's section 5 has the command). Each view set runs the detector on the frame and its flips
-(`h`: mirrored left-right; `hv`: also upside down and both), maps the flipped boxes back and pools every view's
-detections, as Ultralytics' `augment=True` pools its views before NMS (a class's score is then its best view's).
+DATA: a calibration dataset with templates (`inspector sim mooncake dataset OUT -n 1000 --seed 11 --defect-rate 0.5
+--val-fraction 1 --image-ext png` writes the recipe's, as in the model card's section 8). Each view set runs the
+detector on the frame and its flips (`h`: mirrored left-right; `hv`: also upside down and both), maps the flipped
+boxes back and pools every view's detections, as Ultralytics' `augment=True` pools its views before NMS (a class's
+score is then its best view's).
 For each view set the thresholds are fitted as `inspector calibrate --max-false-reject` fits them
 (`fit_fewest_escapes`, floor 0.05) twice: on all the parts (in sample) and two-fold (fitted on one half of the
 defective and of the good images, measured on the other, both ways, averaged). Prints one JSON line per view set:
@@ -62,11 +63,11 @@ def pooled_detections(detector: OnnxDetector, image: np.ndarray, views: View) ->
 def _rates(defective: np.ndarray, good: np.ndarray, budget: float) -> dict[str, float]:
     fit = fit_fewest_escapes(defective, good, budget)
     esc, fr = inspection_rates(defective, good, fit.thresholds)
+    d_half, g_half = np.array_split(defective, 2), np.array_split(good, 2)
     halves = []
-    for first in (True, False):
-        d_fit, d_test = np.array_split(defective, 2) if first else np.array_split(defective, 2)[::-1]
-        g_fit, g_test = np.array_split(good, 2) if first else np.array_split(good, 2)[::-1]
-        halves.append(inspection_rates(d_test, g_test, fit_fewest_escapes(d_fit, g_fit, budget).thresholds))
+    for fit_on, test_on in ((0, 1), (1, 0)):
+        thresholds = fit_fewest_escapes(d_half[fit_on], g_half[fit_on], budget).thresholds
+        halves.append(inspection_rates(d_half[test_on], g_half[test_on], thresholds))
     esc2, fr2 = np.mean(halves, axis=0)
     return {
         "escapes": round(esc, 4),
