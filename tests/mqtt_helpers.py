@@ -71,8 +71,8 @@ def amqtt_broker(workdir: Path) -> Iterator[EmbeddedBroker]:
 
 
 def wait_saved(broker: EmbeddedBroker, after: float, timeout_s: float = WAIT_S) -> None:
-    """Wait until a persistent Mosquitto wrote its database after wall time `after` (autosave runs every
-    `autosave_s` seconds, at whole-second granularity, so up to ~2 s after a change)."""
+    """Wait until a persistent Mosquitto wrote its database after wall time `after` (it saves after every
+    change, so take `after` before the change)."""
     assert broker.workdir is not None
     db = broker.workdir / "mosquitto.db"
     deadline = time.monotonic() + timeout_s

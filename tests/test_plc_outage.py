@@ -3,7 +3,9 @@ inspector itself crashes (kill -9) or freezes: the PLC learns `offline` from the
 
 The independent subscriber holds a persistent MQTT 5 session (clean_start False, QoS 1) on a Mosquitto with
 persistence, so the restarted broker still knows its subscriptions and queues for it what the inspector sends
-before the subscriber is back: what the subscriber has is what the broker accepted.
+before the subscriber is back: what the subscriber has is what the broker accepted. The broker saves after every
+change (`EmbeddedBroker`): Mosquitto acknowledges QoS 1 once a message is in memory, and with a 1 s time-based
+autosave a kill -9 once lost the part the link had just had acknowledged (1 CI run in about 30).
 
 Two links run side by side through the same outage: camera `long` with a gate time (10 s) longer than the outage,
 camera `short` with a gate time (1 s) shorter than it.
@@ -50,10 +52,11 @@ class Outage:
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
     run = Outage()
     with mosquitto(tmp_path_factory.mktemp("outage-broker"), persistence=True) as broker:
+        before = time.time()
         rec = Recorder(broker.url, ["inspector/line1/+/verdict", "inspector/line1/+/reject"], persistent=True)
         rec.start()
         run.recorder = rec
-        wait_saved(broker, after=time.time())  # the subscription is on disk before the crash
+        wait_saved(broker, after=before)  # the subscription is on disk before the crash
         links = {cam: PlcLink(mqtt_config(broker.url), cam, reconnect_max_s=RECONNECT_MAX_S) for cam in GATES}
         for link in links.values():
             link.start()

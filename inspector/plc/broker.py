@@ -111,8 +111,10 @@ class EmbeddedBroker:
 
     port: 0 picks a free port (kept across `kill()` / `start()` so clients reconnect to the same address).
     kind: "auto" (mosquitto if installed, else amqtt), or force one; a forced kind that is missing raises.
-    persistence: mosquitto only: keep sessions, subscriptions and queued messages on disk in `workdir`, saved
-        every `autosave_s` seconds, so a restarted broker still knows persistent subscribers.
+    persistence: mosquitto only: keep sessions, subscriptions and queued messages on disk in `workdir`, so a
+        restarted broker still knows persistent subscribers. Saved after every change: Mosquitto acknowledges a
+        QoS 1 message once it holds it in memory, so a `kill -9` loses what it had not yet saved (with its default
+        time-based autosave, up to the whole interval); this leaves the few milliseconds of one loop.
     workdir: where config, log and persistence files go; a temporary folder (removed on `stop()`) when None.
     allow_anonymous: mosquitto only; False needs a `password_file` line in `extra_config`.
     extra_config: more mosquitto.conf lines, appended after the listener (so `certfile`, `require_certificate`
@@ -126,7 +128,6 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         kind: BrokerKind = "auto",
         persistence: bool = False,
-        autosave_s: int = 1,
         workdir: Path | None = None,
         allow_anonymous: bool = True,
         extra_config: str = "",
@@ -138,7 +139,6 @@ class EmbeddedBroker:
         self.port = port
         self.kind = self._pick_kind(kind)
         self.persistence = persistence
-        self.autosave_s = autosave_s
         self.allow_anonymous = allow_anonymous
         self.extra_config = extra_config
         self.start_timeout_s = start_timeout_s
@@ -272,7 +272,8 @@ class EmbeddedBroker:
             lines += [
                 f"persistence_location {self.workdir}/",
                 "persistence_file mosquitto.db",
-                f"autosave_interval {self.autosave_s}",
+                "autosave_on_changes true",  # autosave_interval then counts changes: save after each one
+                "autosave_interval 1",
             ]
         if os.geteuid() == 0:
             # As root mosquitto drops to the `mosquitto` user, which could not write our workdir.
