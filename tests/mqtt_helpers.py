@@ -70,16 +70,25 @@ def amqtt_broker(workdir: Path) -> Iterator[EmbeddedBroker]:
         broker.stop()
 
 
-def wait_saved(broker: EmbeddedBroker, after: float, timeout_s: float = WAIT_S) -> None:
-    """Wait until a persistent Mosquitto wrote its database after wall time `after` (it saves after every
-    change, so take `after` before the change)."""
+def wait_saved(broker: EmbeddedBroker, after: float, timeout_s: float = WAIT_S, quiet_s: float = 0.3) -> None:
+    """Wait until a persistent Mosquitto wrote its database after wall time `after` (take it before the change)
+    and stopped writing: no `mosquitto.db.new` and the same mtime for `quiet_s`. It saves after every change, in
+    the loop that acknowledged it, so a quiet database holds every change acknowledged before the call; a kill -9
+    during a save (its fsync can take long on a busy disk) leaves the previous one."""
     assert broker.workdir is not None
     db = broker.workdir / "mosquitto.db"
+    partial = broker.workdir / "mosquitto.db.new"
     deadline = time.monotonic() + timeout_s
+    last: float | None = None
+    quiet_since = time.monotonic()
     while time.monotonic() < deadline:
-        if db.exists() and db.stat().st_mtime > after:
+        # File times come from the kernel's coarse clock, a tick behind time.time(): allow 50 ms.
+        mtime = db.stat().st_mtime if db.exists() else None
+        if mtime != last or partial.exists():
+            last, quiet_since = mtime, time.monotonic()
+        elif mtime is not None and mtime > after - 0.05 and time.monotonic() - quiet_since >= quiet_s:
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise TimeoutError(f"mosquitto did not save {db} within {timeout_s} s")
 
 
