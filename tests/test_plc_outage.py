@@ -121,12 +121,18 @@ def test_gate_longer_than_the_outage_every_reject_arrives(outage: Outage) -> Non
 def test_gate_shorter_than_the_outage_late_rejects_are_not_sent(outage: Outage) -> None:
     late = set(outage.late["short"])
     received = set(outage.ids("short", "reject"))
+    handled = outage.handled["short"]
     assert late, "a 1 s gate and a 4 s outage must make some parts late"
     assert outage.stats["short"]["late"] == len(late) == len(outage.late["short"])
-    assert not late & received, f"late rejects were sent anyway: {sorted(late & received)[:20]}"
+    # A reject in flight at the kill can be both: the broker passed it on and died before its PUBACK reached the
+    # link, which took it back on reconnect, found its gate passed and counted it late instead of sending it
+    # again (1 CI run in about 30). Only the part or two handed over at the moment of the kill.
+    in_flight = {i for i in late & received if outage.kill_at - 0.5 <= handled[i] <= outage.kill_at + 0.5}
+    assert len(in_flight) <= 2, f"more than the kill's in-flight rejects both late and sent: {sorted(in_flight)}"
+    resent = late & received - in_flight
+    assert not resent, f"late rejects were sent anyway: {sorted(resent)[:20]}"
     assert late | received == set(range(PARTS)), f"neither sent nor late: {sorted(set(range(PARTS)) - late - received)}"
     # Only parts whose gate passed while the broker was away can be late.
-    handled = outage.handled["short"]
     earliest = outage.kill_at - GATES["short"] - 0.5
     latest = outage.restart_at + RECONNECT_MAX_S + 1.0
     outside = sorted(i for i in late if not earliest <= handled[i] <= latest)
