@@ -34,6 +34,15 @@ from tests.model_factory import build_model, cache_dir, legacy_v5_onnx, make_tes
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each of schemathesis' per-operation tests its own node id (`...[GET /api/stats]`): schemathesis gives
+    them all the test function's, and pytest-xdist, which sends tests to workers by node id, would run one of them."""
+    for item in items:
+        if isinstance(item, pytest.Function) and "[" in item.name and not item.nodeid.endswith("]"):
+            # pytest 9 builds node ids from a parametrize callspec, which schemathesis' items lack.
+            item._id = item.id.with_params(item.name[len(item.originalname) + 1 : -1])
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The on-disk cache of test models, keyed by the Ultralytics and torch versions."""
