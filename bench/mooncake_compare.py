@@ -22,13 +22,13 @@ from math import comb
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from inspector.decide import decide  # noqa: E402
 from inspector.detector.model import OnnxDetector  # noqa: E402
+from inspector.eval_data import load_thresholds  # noqa: E402
 from inspector.sim.mooncake import MOONCAKE_NAMES, MooncakeLine  # noqa: E402
 from inspector.types import Thresholds  # noqa: E402
 
@@ -45,7 +45,7 @@ class Judge:
 
     @classmethod
     def load(cls, model: Path, thresholds: Path) -> Judge:
-        rules = Thresholds.model_validate(yaml.safe_load(thresholds.read_text()))
+        rules = load_thresholds(thresholds)
         return cls(OnnxDetector(str(model)), rules)
 
     def rejects(self, image: np.ndarray) -> bool:

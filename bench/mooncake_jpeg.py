@@ -18,15 +18,14 @@ import sys
 from pathlib import Path
 
 import cv2
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from inspector.decide import decide  # noqa: E402
 from inspector.detector.model import OnnxDetector  # noqa: E402
+from inspector.eval_data import load_thresholds  # noqa: E402
 from inspector.sim.mooncake import MOONCAKE_NAMES, MooncakeLine  # noqa: E402
-from inspector.types import Thresholds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "--thresholds", type=Path, default=ROOT / "calibration" / "mooncake-v8n-384-int8-synthetic.yaml"
     )
     args = parser.parse_args(argv)
-    thresholds = Thresholds.model_validate(yaml.safe_load(args.thresholds.read_text()))
+    thresholds = load_thresholds(args.thresholds)
     detector = OnnxDetector(str(args.model))
     line = MooncakeLine(seed=args.seed, defect_rate=0.3)
     counts = {"good": 0, "defective": 0, "fr_raw": 0, "fr_jpeg": 0, "esc_raw": 0, "esc_jpeg": 0}

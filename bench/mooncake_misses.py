@@ -23,15 +23,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from inspector.decide import decide  # noqa: E402
 from inspector.detector.model import OnnxDetector  # noqa: E402
+from inspector.eval_data import load_thresholds  # noqa: E402
 from inspector.sim.mooncake import DIFF_THRESHOLD, MOONCAKE_NAMES, MooncakeLine  # noqa: E402
-from inspector.types import Thresholds  # noqa: E402
 
 PIXEL_BANDS = ((0, 50), (50, 150), (150, 400), (400, None))  # changed pixels of a defect, at 384 px
 CONTRAST_BANDS = ((0, 25), (25, 40), (40, 60), (60, None))  # grey levels
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "--thresholds", type=Path, default=ROOT / "calibration" / "mooncake-v8n-384-int8-synthetic.yaml"
     )
     args = parser.parse_args(argv)
-    thresholds = Thresholds.model_validate(yaml.safe_load(args.thresholds.read_text()))
+    thresholds = load_thresholds(args.thresholds)
     floors = {name: thresholds.for_class(name).min_confidence for name in MOONCAKE_NAMES.values()}
     detector = OnnxDetector(str(args.model))
     line = MooncakeLine(seed=args.seed, defect_rate=1.0)
